@@ -1,0 +1,274 @@
+"""AVMNIST: MNIST digit images paired with spoken digits, in the original or the MultiBench layout.
+
+Original (`--data_root`): `{train,test}_labels.npy`; `image_pca/{train,test}_data.npy` (784 values,
+0..255); `image/{train,test}_data.npy` (uint8 28x28); `spectrogram/{train,test}_data.npy` (uint8
+112x112); `audio/audio_mnist_{k}.wav` (8 kHz; k = i+1 for train item i, N_train+1+i for test item i).
+MultiBench: labels at the root, `image/*_data.npy` PCA images, `audio/*_data.npy` spectrograms.
+
+Items are numbered by a *key*: train item i is key i, test item i is key N_train + i. The teacher
+inputs of both scripts are looked up by that key.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datasets.audio import read_waveform
+from utils.errors import InputError
+from utils.teacher_features import fingerprint_of
+from utils.train import Batch, Split
+
+NUM_CLASSES = 10
+TRAIN_SHARE = 0.9
+AUDIO_ARCHIVE = "avmnist_audio_raw.tar.gz"
+
+
+@dataclass
+class AvmnistData:
+    """Arrays of both splits, loaded once. Images are float 1x28x28 ready for a model (/255, or the
+    [-1, 1] raw image with `pca=False`); spectrograms stay in their stored dtype (scaled per batch)."""
+
+    root: Path
+    layout: str  # "original" or "multibench"
+    labels: dict[str, np.ndarray]
+    images: dict[str, torch.Tensor] | None
+    spectrograms: dict[str, torch.Tensor] | None
+    source_files: list[Path]
+
+    @property
+    def n_train(self) -> int:
+        return len(self.labels["train"])
+
+    @property
+    def n_test(self) -> int:
+        return len(self.labels["test"])
+
+
+def _layout(root: Path) -> str:
+    if not root.is_dir():
+        raise InputError(f"--data_root {root} is not a folder; expected the AVMNIST folder")
+    if (root / "spectrogram").is_dir() or (root / "image_pca").is_dir():
+        return "original"
+    if (root / "audio" / "train_data.npy").is_file():
+        return "multibench"
+    raise InputError(f"{root} is not an AVMNIST folder: expected image_pca/ and spectrogram/ (original layout) "
+                     "or image/ and audio/ *_data.npy (MultiBench layout) next to train_labels.npy")
+
+
+def _load_array(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(f"missing AVMNIST file {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise InputError(f"cannot read {path} as a .npy array ({error})") from None
+
+
+def _check_items(array: np.ndarray, path: Path, n: int, item_shapes: tuple[tuple[int, ...], ...],
+                 uint8_only: bool = False) -> np.ndarray:
+    """Check the length, item shape and dtype of an array, and return it reshaped to N x first item shape."""
+    if len(array) != n:
+        raise InputError(f"{path} has {len(array)} items but the labels have {n}; expected equal lengths")
+    if array.shape[1:] not in item_shapes:
+        raise InputError(f"{path} has items of shape {array.shape[1:]}; expected one of {list(item_shapes)}")
+    allowed = (np.uint8,) if uint8_only else (np.uint8, np.float16, np.float32, np.float64)
+    if array.dtype.type not in allowed:
+        raise InputError(f"{path} has dtype {array.dtype}; expected {' or '.join(t.__name__ for t in allowed)}")
+    if array.dtype != np.uint8 and not np.isfinite(array).all():
+        raise InputError(f"{path} holds non-finite values")
+    return array.reshape((n, *item_shapes[0]))
+
+
+def _load_labels(root: Path, split: str) -> np.ndarray:
+    path = root / f"{split}_labels.npy"
+    labels = _load_array(path)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise InputError(f"{path} has shape {labels.shape} and dtype {labels.dtype}; expected 1-D integer labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise InputError(f"{path} has labels in {labels.min()}..{labels.max()}; expected 0..{NUM_CLASSES - 1}")
+    return labels.astype(np.int64)
+
+
+def load_avmnist(data_root: str | Path, pca: bool = True, images: bool = True, spectrograms: bool = True
+                 ) -> AvmnistData:
+    """Load and check the arrays a script needs (`images` and/or `spectrograms`) of both splits."""
+    root = Path(data_root)
+    layout = _layout(root)
+    labels = {split: _load_labels(root, split) for split in ("train", "test")}
+    files = [root / f"{split}_labels.npy" for split in ("train", "test")]
+    loaded_images = loaded_spectrograms = None
+    if images:
+        folder = {("original", True): "image_pca", ("original", False): "image", ("multibench", True): "image"}.get(
+            (layout, pca))
+        if folder is None:
+            raise InputError(f"--pca false needs the raw images (image/ of the original layout); "
+                             f"{root} has the MultiBench layout, whose images are PCA images")
+        loaded_images = {}
+        for split in ("train", "test"):
+            path = root / folder / f"{split}_data.npy"
+            array = _check_items(_load_array(path), path, len(labels[split]), ((1, 28, 28), (784,), (28, 28)),
+                                 uint8_only=not pca)
+            loaded_images[split] = _image_tensor(array, pca)
+            files.append(path)
+    if spectrograms:
+        folder = "spectrogram" if layout == "original" else "audio"
+        loaded_spectrograms = {}
+        for split in ("train", "test"):
+            path = root / folder / f"{split}_data.npy"
+            array = _check_items(_load_array(path), path, len(labels[split]), ((1, 112, 112), (112, 112)))
+            loaded_spectrograms[split] = torch.from_numpy(np.ascontiguousarray(array))
+            files.append(path)
+    return AvmnistData(root, layout, labels, loaded_images, loaded_spectrograms, files)
+
+
+def _image_tensor(array: np.ndarray, pca: bool) -> torch.Tensor:
+    """/255; the raw image (pca false) is also normalised with mean 0.5, std 0.5, as the original."""
+    images = torch.from_numpy(array.astype(np.float32) / 255.0)
+    return images if pca else (images - 0.5) / 0.5
+
+
+def wav_paths(data: AvmnistData) -> list[Path]:
+    """The WAV of every key (train items, then test items), extracting the audio archive once if needed."""
+    if data.layout == "multibench":
+        raise InputError(f"AVMNIST A->V needs the raw WAVs (audio/audio_mnist_{{k}}.wav of the original archive); "
+                         f"{data.root} has the MultiBench layout, which only holds spectrograms")
+    folder = _find_audio_folder(data.root)
+    if folder is None and (data.root / AUDIO_ARCHIVE).is_file():
+        _extract_audio(data.root)
+        folder = _find_audio_folder(data.root)
+    if folder is None:
+        raise InputError(f"no audio/audio_mnist_1.wav under {data.root} (nor {AUDIO_ARCHIVE} to extract); "
+                         "AVMNIST A->V needs the WAVs")
+    total = data.n_train + data.n_test
+    names = [f"audio_mnist_{k}.wav" for k in range(1, total + 1)]
+    present = set(os.listdir(folder))
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise InputError(f"{len(missing)} of {total} WAVs are missing in {folder}, e.g. {missing[0]}; "
+                         f"expected audio_mnist_1.wav .. audio_mnist_{total}.wav")
+    return [folder / name for name in names]
+
+
+def _find_audio_folder(root: Path) -> Path | None:
+    if (root / "audio" / "audio_mnist_1.wav").is_file():
+        return root / "audio"
+    for depth in ("*", "*/*"):
+        for candidate in sorted(root.glob(f"{depth}/audio_mnist_1.wav")):
+            return candidate.parent
+    return None
+
+
+def _extract_audio(root: Path) -> None:
+    archive = root / AUDIO_ARCHIVE
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise InputError(f"cannot extract {archive}: {error}") from None
+
+
+def draw_avmnist_split(data: AvmnistData, rng: np.random.Generator) -> dict[str, list[int]]:
+    """90 % of a permutation of the train array for training (int() of the share), the rest for
+    validation; the test array is the test split. Values index their arrays."""
+    order = rng.permutation(data.n_train)
+    n_train = int(TRAIN_SHARE * data.n_train)
+    return {"train": order[:n_train].tolist(), "val": order[n_train:].tolist(),
+            "test": list(range(data.n_test))}
+
+
+def check_avmnist_split(data: AvmnistData, record: dict[str, list]) -> dict[str, np.ndarray]:
+    """The split as index arrays, after checking that it fits this data (it may come from --split_file)."""
+    sizes = {"train": data.n_train, "val": data.n_train, "test": data.n_test}
+    indices = {}
+    for name, size in sizes.items():
+        values = np.asarray(record[name])
+        if values.ndim != 1 or (values.size and (values.dtype.kind not in "iu" or values.min() < 0
+                                                 or values.max() >= size)):
+            raise InputError(f"split {name!r} must hold item numbers in 0..{size - 1}")
+        if not values.size:
+            raise InputError(f"split {name!r} is empty; expected at least one item")
+        indices[name] = values.astype(np.int64)
+    if np.intersect1d(indices["train"], indices["val"]).size:
+        raise InputError("the train and val splits share items; expected disjoint splits of the train array")
+    return indices
+
+
+def item_keys(data: AvmnistData, split: str, indices: np.ndarray) -> np.ndarray:
+    """Teacher-input keys of array indices: test items come after all train items."""
+    return indices + (data.n_train if split == "test" else 0)
+
+
+class ArrayItems(Dataset):
+    """Rows of one array picked by index: (input, label, position in the split)."""
+
+    def __init__(self, array: torch.Tensor, labels: np.ndarray, indices: np.ndarray) -> None:
+        self.array, self.labels, self.indices = array, labels, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int, int]:
+        index = self.indices[position]
+        return self.array[index], int(self.labels[index]), position
+
+
+def collate_arrays(items: list[tuple[torch.Tensor, int, int]]) -> Batch:
+    """Stack the inputs; uint8 arrays (spectrograms) are scaled to [0, 1] here, once per batch."""
+    inputs = torch.stack([item[0] for item in items])
+    inputs = inputs.float() / 255.0 if inputs.dtype == torch.uint8 else inputs.float()
+    return Batch({"x": inputs}, torch.tensor([item[1] for item in items]), torch.tensor([item[2] for item in items]))
+
+
+def avmnist_splits(data: AvmnistData, record: dict[str, list], student_inputs: dict[str, torch.Tensor]
+                   ) -> dict[str, Split]:
+    """The trial's three splits reading `student_inputs` (images or spectrograms by array name)."""
+    indices = check_avmnist_split(data, record)
+    splits = {}
+    for name, index in indices.items():
+        array = "test" if name == "test" else "train"
+        splits[name] = Split(ArrayItems(student_inputs[array], data.labels[array], index),
+                             item_keys(data, name, index))
+    return splits
+
+
+class ImageTeacherInputs:
+    """V->A teacher inputs: the 1x28x28 image of each key."""
+
+    def __init__(self, data: AvmnistData, pca: bool) -> None:
+        self.images = torch.cat([data.images["train"], data.images["test"]])
+        self.fingerprint = fingerprint_of(["images", pca, *_file_stats(data.source_files)])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: int) -> torch.Tensor:
+        return self.images[key]
+
+
+class WavTeacherInputs:
+    """A->V teacher inputs: the 16 kHz waveform of each key's spoken digit (read on demand)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self.fingerprint = fingerprint_of(["wavs", *_file_stats(paths)])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int) -> np.ndarray:
+        return read_waveform(self.paths[key])
+
+
+def _file_stats(paths: list[Path]) -> list[tuple[str, int, int]]:
+    stats = []
+    for path in paths:
+        info = path.stat()
+        stats.append((path.name, info.st_size, info.st_mtime_ns))
+    return stats

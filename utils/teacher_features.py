@@ -1,0 +1,178 @@
+"""Where the training loop gets teacher features: a cache computed once, or the teacher run in the loop.
+
+The teacher is frozen, so its output for a given input never changes: computing it again at every
+step (as the original did, with autograd on) is pure waste. Both sources answer the same question,
+"the teacher features of these teacher-input keys", so the loop cannot tell them apart.
+
+A *key* is an integer naming one teacher input of the run (an AVMNIST item, an IEMOCAP utterance,
+or a template sentence); `TeacherInputs[key]` returns the input itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+
+class Teacher(Protocol):
+    """A frozen model that maps a list of raw inputs to a B x dim float32 tensor on its device."""
+
+    dim: int
+    identity: str  # changes whenever the weights change: part of the disk-cache key
+
+    def encode(self, inputs: list[Any]) -> torch.Tensor: ...
+
+
+class TeacherInputs(Protocol):
+    """The teacher's inputs by key, and a fingerprint that changes whenever the data does."""
+
+    fingerprint: str
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: int) -> Any: ...
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    """Autocast for `--amp`, a no-op context without it."""
+    if amp_dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+
+class InLoopTeacher:
+    """`--teacher_cache off`: run the teacher on each batch's partner inputs, without a graph."""
+
+    def __init__(self, teacher: Teacher, inputs: TeacherInputs, device: torch.device,
+                 amp_dtype: torch.dtype | None = None) -> None:
+        self.teacher, self.inputs, self.device, self.amp_dtype = teacher, inputs, device, amp_dtype
+
+    def prepare(self, keys: np.ndarray) -> None:
+        """Nothing to precompute."""
+
+    @torch.no_grad()
+    def __call__(self, keys: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.amp_dtype):
+            return self.teacher.encode([self.inputs[k] for k in keys.tolist()]).float()
+
+
+class TeacherFeatureCache:
+    """Each distinct teacher feature the run needs, computed once (batched, inference mode), kept on
+    the training device and served by key.
+
+    With `cache_dir` the features also live in one safetensors file per (teacher, data) pair, so later
+    trials and runs reuse them; a file that does not match or cannot be read is reported and rebuilt.
+    """
+
+    def __init__(self, teacher: Teacher, inputs: TeacherInputs, device: torch.device,
+                 amp_dtype: torch.dtype | None = None, cache_dir: str | Path | None = None,
+                 chunk_size: int = 64, progress: bool = True) -> None:
+        self.teacher, self.inputs, self.device, self.amp_dtype = teacher, inputs, device, amp_dtype
+        self.chunk_size, self.progress = chunk_size, progress
+        self.row_of_key = torch.full((len(inputs),), -1, dtype=torch.long, device=device)
+        self.features = torch.empty(0, teacher.dim, device=device)
+        self.computed = 0  # teacher forwards done by this process (tests check that a reuse does none)
+        self.loaded = 0
+        self.build_seconds = 0.0
+        self.path = None
+        if cache_dir is not None:
+            digest = hashlib.sha256(f"{teacher.identity}\n{inputs.fingerprint}".encode()).hexdigest()[:24]
+            self.path = Path(cache_dir) / f"teacher_features_{digest}.safetensors"
+            self._load()
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.numel() * self.features.element_size()
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def prepare(self, keys: np.ndarray) -> None:
+        """Make sure the features of `keys` are present; compute the missing ones."""
+        keys = torch.as_tensor(np.unique(keys), dtype=torch.long, device=self.device)
+        missing = keys[self.row_of_key[keys] < 0].tolist()
+        if not missing:
+            return
+        start = time.perf_counter()
+        chunks = [missing[i:i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
+        computed = []
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+            for chunk in tqdm(chunks, desc="teacher features", disable=not self.progress, leave=False,
+                              file=sys.stderr):
+                computed.append(self.teacher.encode([self.inputs[k] for k in chunk]).float().to(self.device))
+        self._add(torch.as_tensor(missing, device=self.device), torch.cat(computed))
+        self.computed += len(missing)
+        self.build_seconds += time.perf_counter() - start
+        if self.path is not None:
+            self._save()
+
+    def __call__(self, keys: torch.Tensor) -> torch.Tensor:
+        rows = self.row_of_key[keys.to(self.device)]
+        if bool((rows < 0).any()):
+            raise KeyError("teacher feature requested for a key that was never prepared")
+        return self.features[rows]
+
+    def _add(self, keys: torch.Tensor, features: torch.Tensor) -> None:
+        # Rows are created outside inference mode so that training may index them freely.
+        with torch.inference_mode(False):
+            features = features.clone()
+            self.row_of_key[keys] = torch.arange(len(self), len(self) + len(keys), device=self.device)
+            self.features = torch.cat([self.features, features])
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            stored = load_file(str(self.path), device="cpu")
+            keys, features = stored["keys"], stored["features"]
+            problem = self._check(keys, features)
+        except (SafetensorError, KeyError, OSError, RuntimeError) as error:
+            problem = f"unreadable ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        if problem:
+            print(f"warning: teacher cache {self.path} is corrupted: {problem}; rebuilding it", file=sys.stderr)
+            self.path.unlink()
+            return
+        self._add(keys.to(self.device), features.to(self.device))
+        self.loaded = len(keys)
+
+    def _check(self, keys: torch.Tensor, features: torch.Tensor) -> str | None:
+        if features.ndim != 2 or features.shape[1] != self.teacher.dim or keys.shape != (features.shape[0],):
+            return f"shapes {tuple(keys.shape)} and {tuple(features.shape)} do not match dim {self.teacher.dim}"
+        if keys.numel() and (int(keys.min()) < 0 or int(keys.max()) >= len(self.inputs)
+                             or len(torch.unique(keys)) != len(keys)):
+            return "keys out of range or repeated"
+        if not bool(torch.isfinite(features).all()):
+            return "non-finite features"
+        return None
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = torch.nonzero(self.row_of_key >= 0).flatten()
+        rows = self.row_of_key[keys]
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        save_file({"keys": keys.cpu().contiguous(), "features": self.features[rows].cpu().contiguous()}, str(tmp),
+                  metadata={"teacher": self.teacher.identity, "data": self.inputs.fingerprint})
+        os.replace(tmp, self.path)
+
+
+def fingerprint_of(parts: Sequence[Any]) -> str:
+    """A short hash of whatever identifies a data set (array bytes, file names, sizes, times)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:24]
