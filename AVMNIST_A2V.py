@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Sequence
 
-from datasets.avmnist import (NUM_CLASSES, WavTeacherInputs, avmnist_splits, collate_arrays, draw_avmnist_split,
-                              load_avmnist, wav_paths)
+from datasets.avmnist import NUM_CLASSES, avmnist_splits, collate_arrays, draw_avmnist_split, load_avmnist, wav_paths
+from datasets.collate import WaveformFiles
 from datasets.pairing import OtherSamplePartners
 from models.pretrained import feature_dim
 from models.resnet import ImageResNetStudent
@@ -20,29 +21,32 @@ from utils.trials import Experiment, exit_on_errors, run_trials
 SCRIPT = "AVMNIST_A2V"
 
 
-@exit_on_errors(f"{SCRIPT}.py")
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(SCRIPT, argv)
+def build_experiment(args: argparse.Namespace) -> Experiment:
     # The student reads images; the teacher hears each item's spoken digit (WAVs, only with a teacher).
     data = load_avmnist(args.data_root, pca=args.pca, images=True, spectrograms=False)
     dim = feature_dim(args.mj_model, args.teacher_path)
-    teacher_inputs = WavTeacherInputs(wav_paths(data)) if args.lam > 0 else None
+    teacher_inputs = WaveformFiles(wav_paths(data)) if args.lam > 0 else None
     teacher = Wav2Vec2Teacher(args.mj_model, args.teacher_path) if args.lam > 0 else None
-    experiment = Experiment(
+    return Experiment(
         tag="AVMNIST A->V",
         num_classes=NUM_CLASSES,
         feature_dim=dim,
         draw_split=lambda rng: draw_avmnist_split(data, rng),
         build_splits=lambda record: avmnist_splits(data, record, data.images),
         build_student=lambda: ImageResNetStudent(dim, NUM_CLASSES),
-        collate=collate_arrays,
+        collate_for=lambda student: collate_arrays,
         unpaired_partners=lambda train, rng: OtherSamplePartners(train.teacher_keys, rng),
         schedule="step",
         teacher=teacher,
         teacher_inputs=teacher_inputs,
         teacher_info=teacher.source.as_dict() if teacher else None,
     )
-    run_trials(experiment, args)
+
+
+@exit_on_errors(f"{SCRIPT}.py")
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(SCRIPT, argv)
+    run_trials(build_experiment(args), args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Sequence
 
@@ -19,28 +20,31 @@ from utils.trials import Experiment, exit_on_errors, run_trials
 SCRIPT = "AVMNIST_V2A"
 
 
-@exit_on_errors(f"{SCRIPT}.py")
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(SCRIPT, argv)
+def build_experiment(args: argparse.Namespace) -> Experiment:
     # The student reads spectrograms; the teacher sees images (only loaded when there is a teacher).
     data = load_avmnist(args.data_root, pca=args.pca, images=args.lam > 0, spectrograms=True)
     dim = feature_dim(args.mj_model, args.teacher_path)
     teacher = ResNetTeacher(args.mj_model, args.teacher_path) if args.lam > 0 else None
-    experiment = Experiment(
+    return Experiment(
         tag="AVMNIST V->A",
         num_classes=NUM_CLASSES,
         feature_dim=dim,
         draw_split=lambda rng: draw_avmnist_split(data, rng),
         build_splits=lambda record: avmnist_splits(data, record, data.spectrograms),
         build_student=lambda: SpectrogramResNetStudent(dim, NUM_CLASSES),
-        collate=collate_arrays,
+        collate_for=lambda student: collate_arrays,
         unpaired_partners=lambda train, rng: OtherSamplePartners(train.teacher_keys, rng),
         schedule="step",
         teacher=teacher,
         teacher_inputs=ImageTeacherInputs(data, args.pca) if teacher else None,
         teacher_info=teacher.source.as_dict() if teacher else None,
     )
-    run_trials(experiment, args)
+
+
+@exit_on_errors(f"{SCRIPT}.py")
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(SCRIPT, argv)
+    run_trials(build_experiment(args), args)
 
 
 if __name__ == "__main__":

@@ -10,30 +10,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
-import torch
-from torch import Tensor
 
-# WAV reading and per-clip normalisation are shared with AVMNIST A->V; re-exported as part of this API.
-from datasets.audio import normalize_waveform, read_waveform
+from datasets.collate import LabelledItems
 from utils.errors import InputError
-
-__all__ = [
-    "LABELS_4",
-    "LABELS_6",
-    "SESSIONS",
-    "Utterance",
-    "index_iemocap",
-    "label_names",
-    "load_transcripts",
-    "normalize_waveform",
-    "pad_waveforms",
-    "read_waveform",
-    "resolve_iemocap_root",
-    "split_by_session",
-    "split_utterances",
-]
+from utils.train import Split
 
 LABELS_6 = ("neu", "hap", "ang", "sad", "exc", "fru")
 # --classes 4, the field's usual protocol: exc counts as hap, fru is dropped.
@@ -203,23 +186,7 @@ def load_transcripts(
     return texts
 
 
-def pad_waveforms(waveforms: list[np.ndarray], min_length: int) -> tuple[Tensor, Tensor]:
-    """Right-pad 1-D waveforms to max(longest, ``min_length``) samples.
-
-    Returns ``input_values`` (B×T float32) and ``attention_mask`` (B×T long, 1 on real samples).
-    """
-    if not waveforms:
-        raise ValueError("pad_waveforms needs at least one waveform")
-    length = max(max(len(w) for w in waveforms), min_length)
-    values = torch.zeros(len(waveforms), length, dtype=torch.float32)
-    mask = torch.zeros(len(waveforms), length, dtype=torch.long)
-    for i, w in enumerate(waveforms):
-        values[i, : len(w)] = torch.as_tensor(w, dtype=torch.float32)
-        mask[i, : len(w)] = 1
-    return values, mask
-
-
-def split_utterances(n: int, shares: tuple[float, float], seed: int) -> dict[str, list[int]]:
+def split_utterances(n: int, shares: tuple[float, float], rng: np.random.Generator) -> dict[str, list[int]]:
     """Seeded per-utterance split: train and val take ``int(p·n)`` shuffled indices, test the rest.
 
     Indices stay in shuffled order, so taking the first N of a split (``--subset``) is a random sample.
@@ -227,7 +194,7 @@ def split_utterances(n: int, shares: tuple[float, float], seed: int) -> dict[str
     p_train, p_val = shares
     if p_train < 0 or p_val < 0 or p_train + p_val > 1:
         raise ValueError(f"split shares must be non-negative and sum to at most 1, got {shares}")
-    order = np.random.default_rng(seed).permutation(n).tolist()
+    order = rng.permutation(n).tolist()
     n_train, n_val = int(p_train * n), int(p_val * n)
     return {
         "train": order[:n_train],
@@ -246,3 +213,66 @@ def split_by_session(utterances: list[Utterance]) -> dict[str, list[int]]:
         if not split[part]:
             raise InputError(f"--split session: no selected utterances in {session} for the {part} split")
     return split
+
+
+@dataclass
+class IemocapCorpus:
+    """The selected utterances and their transcripts, in torchaudio's order."""
+
+    utterances: list[Utterance]
+    texts: list[str]
+
+    @property
+    def labels(self) -> list[int]:
+        return [u.label for u in self.utterances]
+
+
+def load_iemocap(audio_dir: str | Path, text_dir: str | Path | None, classes: int) -> IemocapCorpus:
+    utterances = index_iemocap(audio_dir, classes)
+    return IemocapCorpus(utterances, load_transcripts(utterances, audio_dir, text_dir))
+
+
+def draw_iemocap_split(corpus: IemocapCorpus, how: str, shares: tuple[float, float],
+                       rng: np.random.Generator) -> dict[str, list]:
+    """`--split random` (per utterance, seeded) or `session`, recorded as [stem, label] pairs."""
+    if how == "session":
+        indices = split_by_session(corpus.utterances)
+    else:
+        indices = split_utterances(len(corpus.utterances), shares, rng)
+    for name, part in indices.items():
+        if not part:
+            raise InputError(f"the {name} split of {len(corpus.utterances)} utterances is empty; "
+                             "expected more utterances (or a larger --subset)")
+    return {name: [[corpus.utterances[i].stem, corpus.utterances[i].label] for i in part]
+            for name, part in indices.items()}
+
+
+def iemocap_split_indices(corpus: IemocapCorpus, record: dict[str, list]) -> dict[str, np.ndarray]:
+    """Utterance indices of a split record, checked against this corpus (it may come from --split_file)."""
+    position = {u.stem: i for i, u in enumerate(corpus.utterances)}
+    indices, seen = {}, set()
+    for name, pairs in record.items():
+        part = []
+        for pair in pairs:
+            if not (isinstance(pair, list) and len(pair) == 2 and pair[0] in position):
+                raise InputError(f"split {name!r}: {pair!r} is not a [stem, label] pair of a selected utterance")
+            index = position[pair[0]]
+            if corpus.utterances[index].label != pair[1]:
+                raise InputError(f"split {name!r}: {pair[0]} has label {corpus.utterances[index].label} here, "
+                                 f"not {pair[1]}; was the split made with another --classes?")
+            if index in seen:
+                raise InputError(f"split {name!r}: {pair[0]} is in more than one split")
+            seen.add(index)
+            part.append(index)
+        if not part:
+            raise InputError(f"split {name!r} is empty; expected at least one utterance")
+        indices[name] = np.asarray(part, dtype=np.int64)
+    return indices
+
+
+def iemocap_splits(corpus: IemocapCorpus, record: dict[str, list], student_inputs: Sequence,
+                   key_offset: int = 0, transform: Callable | None = None) -> dict[str, Split]:
+    """The trial's splits: the student reads `student_inputs[i]` (through `transform`); utterance i's
+    own teacher input has key `key_offset + i`."""
+    return {name: Split(LabelledItems(student_inputs, corpus.labels, indices, transform), indices + key_offset)
+            for name, indices in iemocap_split_indices(corpus, record).items()}

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from datasets.avmnist import (avmnist_splits, collate_arrays, draw_avmnist_split, load_avmnist, wav_paths,
-                              ImageTeacherInputs, WavTeacherInputs)
+                              ImageTeacherInputs)
+from datasets.collate import WaveformFiles
 from datasets.synthetic import write_synthetic_avmnist
 from utils.errors import InputError
 
@@ -77,7 +78,7 @@ def test_wavs_are_matched_by_number_and_resampled(original):
     data = load_avmnist(original)
     paths = wav_paths(data)
     assert paths[0].name == "audio_mnist_1.wav" and paths[40].name == "audio_mnist_41.wav"
-    wave = WavTeacherInputs(paths)[0]
+    wave = WaveformFiles(paths)[0]
     assert wave.dtype == np.float32
     # the tone of train item 0 sits at 300 + 150 * label Hz, in the 16 kHz resampled signal
     spectrum = np.abs(np.fft.rfft(wave))

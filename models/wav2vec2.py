@@ -1,0 +1,119 @@
+"""Wav2Vec2 models: the frozen audio teacher (A→V, A→T) and the fine-tuned audio student (T→A)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+from models.heads import IemocapAudioHead, masked_mean
+from models.pretrained import FrozenTeacher, load_hf_model, named_model
+from utils.errors import InputError
+
+
+def min_samples_for_frames(config: Wav2Vec2Config, frames: int) -> int:
+    """The fewest input samples from which the conv feature encoder of ``config`` makes ``frames`` frames."""
+    samples = max(frames, 1)
+    # Invert out = floor((in - kernel) / stride) + 1 layer by layer, from the last conv back to the input.
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
+def min_samples_for_time_masking(config: Wav2Vec2Config) -> int:
+    """The fewest (padded) input samples that give ``config.mask_time_length`` frames.
+
+    Shorter batches make Wav2Vec2's time masking raise in train mode; the collate pads up to this.
+    """
+    return min_samples_for_frames(config, config.mask_time_length)
+
+
+def normalise_clip(clip: np.ndarray | Tensor) -> Tensor:
+    """A 1-D waveform as float32 with zero mean and unit variance: (x - mean) / sqrt(var + 1e-7)."""
+    wave = torch.as_tensor(clip, dtype=torch.float64)
+    if wave.dim() != 1:
+        raise InputError(f"a waveform must be 1-D (mono samples); got shape {tuple(wave.shape)}")
+    return ((wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)).float()
+
+
+class Wav2Vec2Teacher(FrozenTeacher):
+    """Frozen Wav2Vec2Model (base-960h or large): a 16 kHz waveform → mean of last_hidden_state over frames.
+
+    Clips are never padded: the group-norm feature encoder of wav2vec2-base normalises over the whole
+    input, so a padded clip would get a different feature. Only clips of equal length share a batch.
+    """
+
+    def __init__(self, size: str = "base", path: str | None = None) -> None:
+        super().__init__()
+        named_model(size, "wav2vec2")  # only base or large: another family's name is an InputError
+        model, self.source, identity = load_hf_model(
+            Wav2Vec2Model, size, path, "teacher", config_overrides={"mask_time_prob": 0.0, "apply_spec_augment": False}
+        )
+        self.model = model
+        self.dim = model.config.hidden_size
+        self.min_samples = min_samples_for_frames(model.config, 1)
+        self.identity = f"{identity}|16kHz,per-clip-zmuv,unpadded,mean-frames"
+        self.freeze()
+
+    def encode(self, inputs: list[np.ndarray | Tensor]) -> Tensor:
+        """Features (B×D, float32, in input order) of 1-D 16 kHz waveforms, each normalised per clip."""
+        clips = [normalise_clip(clip) for clip in inputs]
+        too_short = [len(clip) for clip in clips if len(clip) < self.min_samples]
+        if too_short:
+            raise InputError(
+                f"a teacher clip has {min(too_short)} samples; wav2vec2 needs at least {self.min_samples} (one frame)"
+            )
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for index, clip in enumerate(clips):
+            by_length[len(clip)].append(index)
+        features = torch.empty(len(clips), self.dim, device=self.device)
+        with torch.no_grad():
+            for indices in by_length.values():
+                batch = torch.stack([clips[i] for i in indices]).to(self.device)
+                features[indices] = self.model(batch).last_hidden_state.mean(dim=1).float()
+        return features
+
+
+class Wav2Vec2AudioStudent(nn.Module):
+    """T→A student: Wav2Vec2Model (base-960h, ``--student_path`` or random) fine-tuned with time masking.
+
+    Masked mean over the valid frames → ``feature = Linear(hidden, D)`` → Linear(D,128) → GELU → Linear(128,C).
+    """
+
+    def __init__(self, dim: int, num_classes: int, path: str | None = None) -> None:
+        super().__init__()
+        model, self.source, _ = load_hf_model(
+            Wav2Vec2Model, "base", path, "student", config_overrides={"mask_time_prob": 0.3, "apply_spec_augment": True}
+        )
+        model.freeze_feature_encoder()
+        self.wav2vec2 = model
+        self.min_input_samples = min_samples_for_time_masking(model.config)
+        self.feature = nn.Linear(model.config.hidden_size, dim)
+        self.head = IemocapAudioHead(dim, num_classes)
+
+    def forward(self, input_values: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits B×C, feature B×D) of right-padded normalised waveforms B×T with their 0/1 mask B×T.
+
+        In train mode the padded length must be at least ``min_input_samples`` (time masking raises
+        below it); every utterance needs at least one frame's worth of samples.
+        """
+        if self.training:
+            # Noise only on real samples, so the padding the collate added stays exactly zero.
+            noise = torch.randn_like(input_values) * 1e-3
+            input_values = input_values + noise * attention_mask.to(input_values.dtype)
+        # HF advises against attention_mask for group-norm models (base-960h was trained without one):
+        # the conv encoder ignores it anyway; it keeps attention and time masking off the padded frames.
+        hidden = self.wav2vec2(input_values, attention_mask=attention_mask).last_hidden_state
+        frames = self.wav2vec2._get_feat_extract_output_lengths(attention_mask.sum(dim=-1).long())
+        if bool((frames < 1).any()):
+            raise InputError(
+                f"an utterance has fewer than {min_samples_for_frames(self.wav2vec2.config, 1)} samples, "
+                "too short for one wav2vec2 frame"
+            )
+        # The same frame mask as HF's _get_feature_vector_attention_mask, from the lengths already at hand.
+        frame_mask = torch.arange(hidden.shape[1], device=hidden.device) < frames.unsqueeze(1)
+        feature = self.feature(masked_mean(hidden, frame_mask))
+        return self.head(feature), feature

@@ -1,0 +1,122 @@
+"""The two AVMNIST scripts run as a user would run the README commands, on synthetic data."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from datasets.synthetic import write_synthetic_avmnist
+from tests.conftest import results_of, run_folder, run_script
+
+# The README's AVMNIST commands; the tests only shrink the budget on top of them.
+README_AVMNIST = ["--epochs", "30", "--learning_rate", "1e-3", "--batch_size", "32", "--optim", "adam",
+                  "--lam", "0.3", "--lr_decay_step", "25", "--lr_decay_ratio", "0.1", "--mj_model", "resnet18",
+                  "--n_times", "3", "--random_seed", "42"]
+TINY_BUDGET = ["--epochs", "3", "--batch_size", "4", "--n_times", "2"]  # BatchNorm needs ~40 steps
+
+
+@pytest.fixture(scope="module")
+def avmnist(tmp_path_factory):
+    return str(write_synthetic_avmnist(tmp_path_factory.mktemp("avmnist"), n_train=90, n_test=40))
+
+
+def numbers(results: dict) -> list:
+    return [(t["seed"], t["best_epoch"], t["val"], t["test"]) for t in results["trials"]]
+
+
+@pytest.fixture(scope="module")
+def v2a_runs(avmnist, tiny_models, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs"))
+    args = [*README_AVMNIST, "--data_root", avmnist, "--teacher_path", tiny_models["resnet18"], *TINY_BUDGET,
+            "--output_dir", out]
+    return run_script("AVMNIST_V2A.py", *args), run_script("AVMNIST_V2A.py", *args)
+
+
+def test_v2a_readme_command_writes_every_output(v2a_runs):
+    process = v2a_runs[0]
+    results = results_of(process)
+    lines = process.stdout.splitlines()
+    assert lines[-1].startswith("Overall test acc: ") and lines[-1].endswith(" AVMNIST V->A")
+    folder = run_folder(process)
+    assert folder.parent.name == "AVMNIST_V2A" and folder.name.endswith("_seed42")
+    assert (folder / "log.txt").read_text().splitlines() == lines
+    args = json.loads((folder / "args.json").read_text())
+    assert args["feature_dim"] == 512 and args["lam"] == 0.3 and args["mj_model"] == "resnet18"
+    assert results["teacher"] == {"name": "resnet18", "source": args["teacher_path"], "random_init": False, "dim": 512}
+    assert [t["seed"] for t in results["trials"]] == [42, 43]
+    assert results["summary"]["n"] == 2
+    for k, trial in enumerate(results["trials"]):
+        assert set(trial["test"]) == {"acc", "cls_loss", "latent_loss"} and trial["test"]["latent_loss"] > 0
+        rows = list(csv.DictReader(open(folder / f"trial{k}" / "metrics.csv")))
+        assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+        assert list(rows[0]) == ["epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent",
+                                 "val_acc", "train_seconds", "epoch_seconds"]
+        split = json.loads((folder / f"trial{k}" / "split.json").read_text())
+        assert (len(split["train"]), len(split["val"]), len(split["test"])) == (81, 9, 40)
+        state = torch.load(folder / f"trial{k}" / "best.pt", weights_only=True)
+        assert state["head.2.weight"].shape == (10, 512) or any(v.shape == (10, 512) for v in state.values())
+    # the training loss goes down
+    rows = list(csv.DictReader(open(folder / "trial0" / "metrics.csv")))
+    assert float(rows[-1]["train_cls"]) < float(rows[0]["train_cls"])
+
+
+def test_v2a_beats_chance(v2a_runs):
+    assert results_of(v2a_runs[0])["summary"]["test_acc_mean"] > 0.3  # chance is 0.1
+
+
+def test_same_seed_same_numbers_and_trials_differ(v2a_runs):
+    first, second = (results_of(p) for p in v2a_runs)
+    assert run_folder(v2a_runs[0]) != run_folder(v2a_runs[1])  # a run never overwrites another
+    assert numbers(first) == numbers(second)
+    assert first["trials"][0]["test"] != first["trials"][1]["test"]
+
+
+def test_a2v_readme_command_with_local_wav2vec2(avmnist, tiny_models, tmp_path):
+    process = run_script("AVMNIST_A2V.py", *README_AVMNIST, "--data_root", avmnist, "--teacher_path",
+                         tiny_models["wav2vec2"], *TINY_BUDGET, "--output_dir", str(tmp_path))
+    results = results_of(process)
+    assert "--mj_model 'resnet18' is not one of base, large" in process.stderr  # the README passes resnet18
+    assert process.stdout.splitlines()[-1].endswith(" AVMNIST A->V")
+    assert results["teacher"]["dim"] == 32 and results["teacher"]["name"] == "wav2vec2-base"
+    assert results["summary"]["test_acc_mean"] > 0.3
+
+
+def test_lam_zero_loads_no_teacher(avmnist, tmp_path):
+    process = run_script("AVMNIST_V2A.py", "--data_root", avmnist, "--lam", "0", "--teacher_path",
+                         str(tmp_path / "absent.pth"), "--epochs", "1", "--n_times", "1", "--batch_size", "16",
+                         "--output_dir", str(tmp_path))
+    results = results_of(process)
+    assert results["teacher"] is None and results["trials"][0]["test"]["latent_loss"] is None
+    assert "latent: -" in process.stdout
+
+
+def test_random_teacher_is_announced_and_recorded(avmnist, tmp_path):
+    process = run_script("AVMNIST_V2A.py", "--data_root", avmnist, "--teacher_path", "random", "--epochs", "1",
+                         "--n_times", "1", "--batch_size", "16", "--pca", "false", "--output_dir", str(tmp_path))
+    assert "randomly initialised" in process.stderr
+    assert results_of(process)["teacher"]["random_init"] is True
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("AVMNIST_V2A.py", ["--data_root", "/nonexistent/avmnist"], "is not a folder"),
+    ("AVMNIST_V2A.py", ["--teacher_path", "/nonexistent/resnet18.pth"], "does not exist"),
+    ("AVMNIST_V2A.py", [], "IMAGENET1K_V1"),  # no local weights, offline
+    ("AVMNIST_A2V.py", [], "facebook/wav2vec2-base-960h"),
+    ("AVMNIST_A2V.py", ["--lam", "2"], "a number in [0, 1]"),
+])
+def test_bad_input_ends_with_one_line_and_exit_2(avmnist, tmp_path, script, args, message):
+    base = ["--data_root", avmnist] if "--data_root" not in args else []
+    process = run_script(script, *base, *args, "--output_dir", str(tmp_path))
+    assert process.returncode == 2, process.stderr
+    last = process.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{script}: error: ") and message in last
+    assert "Traceback" not in process.stderr
+
+
+def test_broken_data_exits_2(tmp_path):
+    root = write_synthetic_avmnist(tmp_path / "broken", n_train=20, n_test=10)
+    (root / "audio" / "audio_mnist_3.wav").write_bytes(b"RIFF nonsense")
+    process = run_script("AVMNIST_A2V.py", "--data_root", str(root), "--teacher_path", "random", "--epochs", "1",
+                         "--n_times", "1", "--output_dir", str(tmp_path))
+    assert process.returncode == 2 and "audio_mnist_3.wav" in process.stderr.strip().splitlines()[-1]

@@ -1,0 +1,77 @@
+"""The trial machinery in-process: paired lam comparisons, split files, subsets, teacher sources."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import AVMNIST_A2V
+import AVMNIST_V2A
+from datasets.synthetic import write_synthetic_avmnist
+from utils.config import parse_args
+from utils.errors import InputError
+from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
+from utils.trials import build_trial, summarise, teacher_source
+
+
+@pytest.fixture(scope="module")
+def avmnist(tmp_path_factory):
+    return str(write_synthetic_avmnist(tmp_path_factory.mktemp("avmnist"), n_train=40, n_test=20))
+
+
+def trial(script, argv, tmp_path, seed=42):
+    args = parse_args(script.SCRIPT, argv)
+    experiment = script.build_experiment(args)
+    features = teacher_source(experiment, args, torch.device("cpu"))
+    folder = tmp_path / f"trial_{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    return build_trial(experiment, args, seed, torch.device("cpu"), features, folder), folder
+
+
+def first_batches(setup, n=3):
+    return [batch.positions.tolist() for _, batch in zip(range(n), setup.loaders["train"])]
+
+
+def test_lam_zero_and_lam_positive_runs_are_paired(avmnist, tiny_models, tmp_path):
+    base = ["--data_root", avmnist, "--batch_size", "8", "--teacher_path", tiny_models["resnet18"]]
+    plain, plain_dir = trial(AVMNIST_V2A, [*base, "--lam", "0"], tmp_path)
+    helped, helped_dir = trial(AVMNIST_V2A, [*base, "--lam", "0.3"], tmp_path)
+    assert plain.teacher_features is None and helped.teacher_features is not None
+    assert (plain_dir / "split.json").read_text() == (helped_dir / "split.json").read_text()
+    for (name, a), b in zip(plain.student.state_dict().items(), helped.student.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert first_batches(plain) == first_batches(helped)
+    other, _ = trial(AVMNIST_V2A, [*base, "--lam", "0"], tmp_path, seed=43)
+    assert first_batches(other) != first_batches(plain)
+
+
+def test_split_file_and_subset(avmnist, tiny_models, tmp_path):
+    base = ["--data_root", avmnist, "--teacher_path", tiny_models["resnet18"]]
+    _, folder = trial(AVMNIST_V2A, [*base, "--subset", "5"], tmp_path)
+    split = json.loads((folder / "split.json").read_text())
+    assert [len(split[k]) for k in ("train", "val", "test")] == [5, 4, 5] and split["subset"] == 5
+    reused, reused_folder = trial(AVMNIST_V2A, [*base, "--split_file", str(folder / "split.json")], tmp_path, seed=7)
+    assert json.loads((reused_folder / "split.json").read_text())["train"] == split["train"]
+    assert len(reused.splits["train"].dataset) == 5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train": [0, 1], "val": [1], "test": [0]}))
+    with pytest.raises(InputError, match="share items"):
+        trial(AVMNIST_V2A, [*base, "--split_file", str(bad)], tmp_path)
+
+
+def test_cached_features_equal_in_loop_features(avmnist, tiny_models, tmp_path):
+    for script, teacher in ((AVMNIST_V2A, "resnet18"), (AVMNIST_A2V, "wav2vec2")):
+        argv = ["--data_root", avmnist, "--teacher_path", tiny_models[teacher]]
+        cached, _ = trial(script, argv, tmp_path)
+        in_loop, _ = trial(script, [*argv, "--teacher_cache", "off"], tmp_path)
+        assert isinstance(cached.teacher_features, TeacherFeatureCache)
+        assert isinstance(in_loop.teacher_features, InLoopTeacher)
+        keys = torch.as_tensor(np.concatenate([cached.splits["train"].teacher_keys[:6],
+                                               cached.splits["test"].teacher_keys[:6]]))
+        assert torch.allclose(cached.teacher_features(keys), in_loop.teacher_features(keys), atol=1e-5)
+
+
+def test_summary_uses_population_std():
+    trials = [{"test": {"acc": 0.5}}, {"test": {"acc": 0.7}}]
+    assert summarise(trials) == pytest.approx({"test_acc_mean": 0.6, "test_acc_std": 0.1, "n": 2})
