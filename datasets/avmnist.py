@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.audio import read_waveform
 from utils.errors import InputError
-from utils.teacher_features import fingerprint_of
+from utils.teacher_features import file_stats, fingerprint_of
 from utils.train import Batch, Split
 
 NUM_CLASSES = 10
@@ -243,32 +242,10 @@ class ImageTeacherInputs:
 
     def __init__(self, data: AvmnistData, pca: bool) -> None:
         self.images = torch.cat([data.images["train"], data.images["test"]])
-        self.fingerprint = fingerprint_of(["images", pca, *_file_stats(data.source_files)])
+        self.fingerprint = fingerprint_of(["images", pca, *file_stats(data.source_files)])
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, key: int) -> torch.Tensor:
         return self.images[key]
-
-
-class WavTeacherInputs:
-    """A->V teacher inputs: the 16 kHz waveform of each key's spoken digit (read on demand)."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self.paths = paths
-        self.fingerprint = fingerprint_of(["wavs", *_file_stats(paths)])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, key: int) -> np.ndarray:
-        return read_waveform(self.paths[key])
-
-
-def _file_stats(paths: list[Path]) -> list[tuple[str, int, int]]:
-    stats = []
-    for path in paths:
-        info = path.stat()
-        stats.append((path.name, info.st_size, info.st_mtime_ns))
-    return stats
