@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from datasets.audio import normalize_waveform
 from models.heads import IemocapAudioHead, masked_mean
 from models.pretrained import FrozenTeacher, load_hf_model, named_model
 from utils.errors import InputError
@@ -29,14 +30,6 @@ def min_samples_for_time_masking(config: Wav2Vec2Config) -> int:
     Shorter batches make Wav2Vec2's time masking raise in train mode; the collate pads up to this.
     """
     return min_samples_for_frames(config, config.mask_time_length)
-
-
-def normalise_clip(clip: np.ndarray | Tensor) -> Tensor:
-    """A 1-D waveform as float32 with zero mean and unit variance: (x - mean) / sqrt(var + 1e-7)."""
-    wave = torch.as_tensor(clip, dtype=torch.float64)
-    if wave.dim() != 1:
-        raise InputError(f"a waveform must be 1-D (mono samples); got shape {tuple(wave.shape)}")
-    return ((wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)).float()
 
 
 class Wav2Vec2Teacher(FrozenTeacher):
@@ -60,7 +53,9 @@ class Wav2Vec2Teacher(FrozenTeacher):
 
     def encode(self, inputs: list[np.ndarray | Tensor]) -> Tensor:
         """Features (B×D, float32, in input order) of 1-D 16 kHz waveforms, each normalised per clip."""
-        clips = [normalise_clip(clip) for clip in inputs]
+        clips = [torch.from_numpy(normalize_waveform(np.asarray(clip, dtype=np.float32))) for clip in inputs]
+        if any(clip.dim() != 1 for clip in clips):
+            raise InputError("teacher waveforms must be 1-D (mono samples)")
         too_short = [len(clip) for clip in clips if len(clip) < self.min_samples]
         if too_short:
             raise InputError(
