@@ -31,6 +31,8 @@ from transformers.utils import logging as hf_logging
 from utils.errors import InputError
 
 RANDOM = "random"
+# transformers draws a bar per loaded or saved checkpoint: noise on stderr beside the run's own bars.
+hf_logging.disable_progress_bar()
 
 
 @dataclass

@@ -128,6 +128,11 @@ def build_parser(script: str) -> argparse.ArgumentParser:
 def parse_args(script: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and check the options of `script`; errors exit 2 through argparse."""
     parser = build_parser(script)
+    known, _ = parser.parse_known_args(argv)
+    if known.demo:
+        from utils.demo import demo_defaults  # builds data on first use: only imported for --demo
+
+        parser.set_defaults(**demo_defaults(script, known.demo_dir))
     args = parser.parse_args(argv)
     args.script = script
     choices = MJ_MODEL_CHOICES.get(script)
