@@ -39,7 +39,6 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         schedule="step",
         teacher=teacher,
         teacher_inputs=teacher_inputs,
-        teacher_info=teacher.source.as_dict() if teacher else None,
     )
 
 

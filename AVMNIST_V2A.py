@@ -37,7 +37,6 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         schedule="step",
         teacher=teacher,
         teacher_inputs=ImageTeacherInputs(data, args.pca) if teacher else None,
-        teacher_info=teacher.source.as_dict() if teacher else None,
     )
 
 

@@ -53,7 +53,6 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         schedule="warmup_cosine",
         teacher=teacher,
         teacher_inputs=teacher_inputs if teacher else None,
-        teacher_info=teacher.source.as_dict() if teacher else None,
         detailed_metrics=True,
     )
 

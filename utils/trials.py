@@ -45,7 +45,6 @@ class Experiment:
     schedule: str  # "step" (AVMNIST) or "warmup_cosine" (IEMOCAP)
     teacher: Teacher | None = None  # None when lam = 0: no teacher is loaded
     teacher_inputs: TeacherInputs | None = None
-    teacher_info: dict | None = None  # {"name", "source", "random_init", "dim"}
     detailed_metrics: bool = False
 
 
@@ -199,7 +198,8 @@ def run_trials(experiment: Experiment, args: argparse.Namespace) -> dict:
     arguments = {**vars(args), "feature_dim": experiment.feature_dim, "argv": sys.argv, "git_commit": _git_commit()}
     write_json_atomically(arguments, run_dir / "args.json")
     features = teacher_source(experiment, args, device)
-    results = {"experiment": experiment.tag, "teacher": experiment.teacher_info if args.lam > 0 else None,
+    teacher = experiment.teacher.source.as_dict() if experiment.teacher is not None else None
+    results = {"experiment": experiment.tag, "teacher": teacher,
                "trials": [], "summary": None,
                "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
                                "device": str(device)}}
