@@ -75,3 +75,21 @@ def test_cached_features_equal_in_loop_features(avmnist, tiny_models, tmp_path):
 def test_summary_uses_population_std():
     trials = [{"test": {"acc": 0.5}}, {"test": {"acc": 0.7}}]
     assert summarise(trials) == pytest.approx({"test_acc_mean": 0.6, "test_acc_std": 0.1, "n": 2})
+
+
+def test_bf16_autocast_and_deterministic_run_in_process(avmnist, tiny_models, tmp_path, capsys):
+    code = AVMNIST_A2V.main(["--data_root", avmnist, "--teacher_path", tiny_models["wav2vec2"], "--amp", "bf16",
+                             "--deterministic", "--subset", "8", "--batch_size", "4", "--epochs", "1",
+                             "--n_times", "1", "--no_progress", "--output_dir", str(tmp_path)])
+    assert code == 0
+    results = json.loads(next(tmp_path.rglob("results.json")).read_text())
+    assert np.isfinite(results["trials"][0]["test"]["latent_loss"])
+
+
+def test_diverging_loss_exits_1_and_keeps_the_run_folder(avmnist, tmp_path, capsys):
+    code = AVMNIST_A2V.main(["--data_root", avmnist, "--lam", "0", "--optim", "sgd", "--learning_rate", "1e30",
+                             "--subset", "8", "--batch_size", "4", "--epochs", "2", "--n_times", "1",
+                             "--no_progress", "--output_dir", str(tmp_path)])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("AVMNIST_A2V.py: error: the training loss")
+    assert next(tmp_path.rglob("args.json")).is_file()

@@ -63,8 +63,9 @@ class InLoopTeacher:
 
     @torch.no_grad()
     def __call__(self, keys: torch.Tensor) -> torch.Tensor:
+        inputs = [self.inputs[k] for k in keys.tolist()]  # read outside autocast: it would also cast resampling
         with autocast(self.device, self.amp_dtype):
-            return self.teacher.encode([self.inputs[k] for k in keys.tolist()]).float()
+            return self.teacher.encode(inputs).float()
 
 
 class TeacherFeatureCache:
@@ -107,15 +108,22 @@ class TeacherFeatureCache:
         start = time.perf_counter()
         chunks = [missing[i:i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
         computed = []
-        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+        with torch.inference_mode():
             for chunk in tqdm(chunks, desc="teacher features", disable=not self.progress, leave=False,
                               file=sys.stderr):
-                computed.append(self.teacher.encode([self.inputs[k] for k in chunk]).float().to(self.device))
+                inputs = [self.inputs[k] for k in chunk]  # read outside autocast: it would also cast resampling
+                with autocast(self.device, self.amp_dtype):
+                    computed.append(self.teacher.encode(inputs).float().to(self.device))
         self._add(torch.as_tensor(missing, device=self.device), torch.cat(computed))
         self.computed += len(missing)
-        self.build_seconds += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.build_seconds += seconds
+        saved = ""
         if self.path is not None:
             self._save()
+            saved = f", saved to {self.path}"
+        # One line per build, so that a user (and the tests) can tell a reuse from a recomputation.
+        print(f"teacher features: {len(missing)} computed in {seconds:.1f} s{saved}", file=sys.stderr)
 
     def __call__(self, keys: torch.Tensor) -> torch.Tensor:
         rows = self.row_of_key[keys.to(self.device)]
@@ -145,8 +153,11 @@ class TeacherFeatureCache:
             return
         self._add(keys.to(self.device), features.to(self.device))
         self.loaded = len(keys)
+        print(f"teacher features: {self.loaded} loaded from {self.path}", file=sys.stderr)
 
     def _check(self, keys: torch.Tensor, features: torch.Tensor) -> str | None:
+        if keys.dtype != torch.long or features.dtype != torch.float32:
+            return f"dtypes {keys.dtype} and {features.dtype}; expected int64 keys and float32 features"
         if features.ndim != 2 or features.shape[1] != self.teacher.dim or keys.shape != (features.shape[0],):
             return f"shapes {tuple(keys.shape)} and {tuple(features.shape)} do not match dim {self.teacher.dim}"
         if keys.numel() and (int(keys.min()) < 0 or int(keys.max()) >= len(self.inputs)
