@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
 
 from datasets.avmnist import (NUM_CLASSES, ImageTeacherInputs, avmnist_splits, collate_arrays,
                               draw_avmnist_split, load_avmnist)
 from datasets.pairing import OtherSamplePartners
 from models.pretrained import feature_dim
 from models.resnet import ResNetTeacher, SpectrogramResNetStudent
-from utils.config import parse_args
-from utils.trials import Experiment, exit_on_errors, run_trials
+from utils.trials import Experiment, script_main
 
 SCRIPT = "AVMNIST_V2A"
 
@@ -40,10 +38,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     )
 
 
-@exit_on_errors(f"{SCRIPT}.py")
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(SCRIPT, argv)
-    run_trials(build_experiment(args), args)
+main = script_main(SCRIPT, build_experiment)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
 
 from datasets.collate import TokenizingCollate, WaveformFiles
 from datasets.iemocap import draw_iemocap_split, iemocap_splits, load_iemocap
@@ -18,8 +17,7 @@ from datasets.pairing import OtherSamplePartners
 from models.pretrained import feature_dim
 from models.text import BertTextStudent
 from models.wav2vec2 import Wav2Vec2Teacher
-from utils.config import parse_args
-from utils.trials import Experiment, exit_on_errors, run_trials
+from utils.trials import Experiment, script_main
 
 SCRIPT = "IEMOCAP_A2T"
 SHARES = (0.75, 0.1)  # train, val; test takes the rest
@@ -47,10 +45,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     )
 
 
-@exit_on_errors(f"{SCRIPT}.py")
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(SCRIPT, argv)
-    run_trials(build_experiment(args), args)
+main = script_main(SCRIPT, build_experiment)
 
 
 if __name__ == "__main__":

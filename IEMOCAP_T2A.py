@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
 
 import numpy as np
 
@@ -22,8 +21,7 @@ from datasets.pairing import TemplatePartners
 from models.pretrained import feature_dim
 from models.text import TextTeacher
 from models.wav2vec2 import Wav2Vec2AudioStudent
-from utils.config import parse_args
-from utils.trials import Experiment, exit_on_errors, run_trials
+from utils.trials import Experiment, script_main
 
 SCRIPT = "IEMOCAP_T2A"
 SHARES = (0.8, 0.1)  # train, val; test takes the rest
@@ -57,10 +55,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     )
 
 
-@exit_on_errors(f"{SCRIPT}.py")
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(SCRIPT, argv)
-    run_trials(build_experiment(args), args)
+main = script_main(SCRIPT, build_experiment)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datasets.pairing import PairedPartners
-from utils.config import resolve_device
+from utils.config import parse_args, resolve_device
 from utils.errors import InputError
 from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.seed import batch_order_generator, partner_rng, set_seed, split_rng
@@ -93,6 +93,18 @@ def exit_on_errors(script: str) -> Callable:
         return wrapped
 
     return decorate
+
+
+def script_main(script: str, build_experiment: Callable[[argparse.Namespace], Experiment]
+                ) -> Callable[[Sequence[str] | None], int]:
+    """The `main(argv) -> exit code` of an entry script: parse its options, build its experiment, run."""
+
+    @exit_on_errors(f"{script}.py")
+    def main(argv: Sequence[str] | None = None) -> None:
+        args = parse_args(script, argv)
+        run_trials(build_experiment(args), args)
+
+    return main
 
 
 def make_run_dir(output_dir: str, script: str, seed: int) -> Path:
