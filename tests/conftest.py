@@ -9,6 +9,9 @@ import pytest
 # Tests never touch the network: hub ids fail at once instead of retrying.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Idle OpenMP threads spin by default; on a shared 2-core machine that slows every torch process
+# several times. Set before torch is imported; run_script passes it on to the scripts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 

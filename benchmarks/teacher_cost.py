@@ -1,0 +1,485 @@
+"""What the frozen teacher costs per training epoch, with the feature cache and without (issue 4).
+
+For each of the four experiments, on synthetic data of the stated sizes, with teachers and students
+of the real architectures and sizes (random init: resnet18, wav2vec2-base, bert-base), one process
+builds three trials of the same seed through the scripts' own `build_experiment`, `teacher_source`
+and `build_trial`, and times their training epochs (`utils.train.run_epoch` on the train loader):
+
+    a  --lam 0                          the student alone
+    b  --lam 0.3                        with the teacher feature cache (the default)
+    c  --lam 0.3 --teacher_cache off    with the teacher run in the loop
+
+Two more timings join them: the train loader alone, and the in-loop teacher alone on the batches of
+c's latest epoch. On a shared CPU timings drift by tens of percent, so all five are taken in rounds,
+side by side, the order reversed every other round; a cheap epoch is repeated within its timing until
+that lasts about a second. Cells are medians over the rounds; ratios are medians of each round's ratio.
+Memory: each mode is built and trains one warm-up epoch in turn, and the table reports what that
+added at its peak (CPU: resident-set high-water mark, reset through /proc/self/clear_refs, Linux;
+GPU: max allocated). Then short trainings with tiny models compare the test accuracy of the cache
+with that of the in-loop teacher (same seed), and `--amp_check` compares bf16 autocast with fp32
+(V->A, T->A): epoch time side by side and test accuracy.
+
+    HF_HUB_OFFLINE=1 python benchmarks/teacher_cost.py --quick      # under 3 min on 2 CPU cores
+    HF_HUB_OFFLINE=1 python benchmarks/teacher_cost.py              # larger data, more repeats
+    HF_HUB_OFFLINE=1 python benchmarks/teacher_cost.py --device cuda --amp_check
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import io
+import math
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterator, Sequence
+
+# Run as a file (`python benchmarks/teacher_cost.py`) the repository root is not on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# OpenMP threads that spin while waiting make every timing on a CPU shared with other jobs several times
+# slower and very noisy (measured here: a wav2vec2-base forward 0.6 s instead of 0.14 s); must be set
+# before torch loads its OpenMP runtime. OMP_WAIT_POLICY=ACTIVE in the environment restores spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import soundfile  # noqa: E402
+import torch  # noqa: E402
+
+import AVMNIST_A2V  # noqa: E402
+import AVMNIST_V2A  # noqa: E402
+import IEMOCAP_A2T  # noqa: E402
+import IEMOCAP_T2A  # noqa: E402
+from datasets.iemocap import load_iemocap  # noqa: E402
+from datasets.synthetic import write_synthetic_avmnist  # noqa: E402
+from datasets.synthetic_iemocap import write_synthetic_iemocap  # noqa: E402
+from models.pretrained import RANDOM, load_tokenizer  # noqa: E402
+from models.tiny import save_resnet18_state_dict, save_tiny_bert, save_tiny_wav2vec2  # noqa: E402
+from utils.config import parse_args, resolve_device  # noqa: E402
+from utils.seed import set_seed  # noqa: E402
+from utils.teacher_features import InLoopTeacher  # noqa: E402
+from utils.train import TrialSetup, run_epoch  # noqa: E402
+from utils.trials import build_trial, run_trials, teacher_source  # noqa: E402
+
+MODES = {"a": ["--lam", "0"], "b": ["--lam", "0.3"], "c": ["--lam", "0.3", "--teacher_cache", "off"]}
+SCRIPTS = (AVMNIST_V2A, AVMNIST_A2V, IEMOCAP_T2A, IEMOCAP_A2T)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes of a benchmark run (`--quick` or default)."""
+
+    avmnist_train: int  # items of the AVMNIST train array (90 % train split, 10 % val)
+    avmnist_test: int
+    iemocap_per_class: int  # utterances per class of the synthetic IEMOCAP (6 classes)
+    iemocap_subset: int | None  # --subset: the first N items of each IEMOCAP split
+    repeats: int  # rounds of timings
+    check_epochs: int  # epochs of the accuracy checks
+    check_test: int  # AVMNIST test items of the accuracy checks (1 point = test/100 items)
+
+
+# Training batches an epoch: quick 1 (AVMNIST, 32 items) and 1 (IEMOCAP, 4 items); default 4 and 4.
+PLANS = {"quick": Plan(avmnist_train=40, avmnist_test=10, iemocap_per_class=2, iemocap_subset=4, repeats=3,
+                       check_epochs=2, check_test=100),
+         "default": Plan(avmnist_train=160, avmnist_test=40, iemocap_per_class=6, iemocap_subset=16, repeats=5,
+                         check_epochs=3, check_test=200)}
+MIN_TIMING_SECONDS = 1.0
+MAX_REPETITIONS = 50
+CHECK_BATCH = 8  # the accuracy checks take more, smaller steps: BatchNorm students need a few dozen
+
+
+# ----------------------------------------------------------------------------------------------------- memory
+def _proc_status_kib(field_name: str) -> int:
+    return int(re.search(rf"^{field_name}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
+def _return_free_heap() -> None:
+    # glibc keeps freed heap pages resident; without this a mode could reuse an earlier mode's pages unseen.
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def peak_increase(device: torch.device) -> Iterator[dict[str, int]]:
+    """Bytes a block adds to memory at its peak: CUDA max allocated, or the CPU resident set's high-water
+    mark (Linux: /proc/self/clear_refs resets it, unlike the monotone ru_maxrss) over the start."""
+    gc.collect()
+    result: dict[str, int] = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        _return_free_heap()
+        Path("/proc/self/clear_refs").write_text("5")
+        base = 1024 * _proc_status_kib("VmRSS")
+    yield result
+    if device.type == "cuda":
+        result["bytes"] = torch.cuda.max_memory_allocated(device) - base
+    else:
+        result["bytes"] = 1024 * _proc_status_kib("VmHWM") - base
+
+
+# ----------------------------------------------------------------------------------------------------- timing
+def _timed(device: torch.device, work: Callable[[], object]) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def repetitions(first_seconds: float) -> int:
+    """Epochs per timing so that a cheap epoch is timed over about MIN_TIMING_SECONDS (scheduler noise)."""
+    return max(1, min(MAX_REPETITIONS, math.ceil(MIN_TIMING_SECONDS / max(first_seconds, 1e-6))))
+
+
+def alternate(device: torch.device, timings: dict[str, tuple[Callable[[], object], int]],
+              repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each (work, n): `repeats` rounds timing n calls of each, the order reversed every
+    other round (A B C, C B A, ...) so that a steady drift of the machine's speed cancels out."""
+    seconds: dict[str, list[float]] = {name: [] for name in timings}
+    for round_ in range(repeats):
+        for name in (list(timings) if round_ % 2 == 0 else list(reversed(timings))):
+            work, n = timings[name]
+            seconds[name].append(_timed(device, lambda: [work() for _ in range(n)]) / n)
+    return seconds
+
+
+class RecordingTeacher:
+    """The in-loop teacher, remembering each batch's keys so that the teacher can be timed alone on them."""
+
+    def __init__(self, source: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.source, self.batches = source, []
+
+    def __call__(self, keys: torch.Tensor) -> torch.Tensor:
+        self.batches.append(keys)
+        return self.source(keys)
+
+    def replay(self) -> None:
+        for keys in self.batches:
+            self.source(keys)
+
+
+@dataclass
+class Mode:
+    """One mode's trial, as `run_trials` builds its first trial, and its teacher source as the loop sees it."""
+
+    tag: str
+    args: argparse.Namespace
+    setup: TrialSetup
+    source: Callable[[torch.Tensor], torch.Tensor] | None
+    scaler: torch.amp.GradScaler | None
+
+    def train_epoch(self) -> None:
+        """One training epoch, exactly as `train_trial` runs it."""
+        if isinstance(self.source, RecordingTeacher):
+            self.source.batches = []
+        run_epoch(self.setup.student, self.setup.loaders["train"], lam=self.setup.lam, device=self.setup.device,
+                  teacher_features=self.source, partner_keys=self.setup.partners.draw,
+                  optimizer=self.setup.optimizer, scaler=self.scaler, amp_dtype=self.setup.amp_dtype)
+
+    def read_loader(self) -> None:
+        """One epoch of the train loader without the model."""
+        for _ in self.setup.loaders["train"]:
+            pass
+
+
+def build_mode(script: ModuleType, argv: list[str], folder: Path) -> Mode:
+    args = parse_args(script.SCRIPT, argv)
+    device = resolve_device(args)
+    set_seed(args.random_seed)  # random teachers of the same architecture get the same weights in every mode
+    experiment = script.build_experiment(args)
+    features = teacher_source(experiment, args, device)
+    folder.mkdir(parents=True)
+    setup = build_trial(experiment, args, args.random_seed, device, features, folder)
+    source = RecordingTeacher(features) if isinstance(features, InLoopTeacher) else features
+    scaler = torch.amp.GradScaler(device.type) if setup.amp_dtype == torch.float16 else None
+    return Mode(experiment.tag, args, setup, source, scaler)
+
+
+# ----------------------------------------------------------------------------------------------- data sizes
+def _clip_seconds(paths: Sequence[Path]) -> str:
+    lengths = [soundfile.info(str(path)).duration for path in paths]
+    return f"{min(lengths):.2f}-{max(lengths):.2f} s (mean {statistics.mean(lengths):.2f})"
+
+
+def _token_counts(texts: Sequence[str]) -> str:
+    tokenizer = load_tokenizer("bert", RANDOM)  # bert-base-uncased's vocabulary, as teacher and student use
+    lengths = [len(tokenizer(text)["input_ids"]) for text in texts]
+    return f"{min(lengths)}-{max(lengths)} tokens (mean {statistics.mean(lengths):.1f})"
+
+
+def describe_data(mode: Mode) -> str:
+    """What one training epoch reads: items, batches and input sizes."""
+    args, setup = mode.args, mode.setup
+    sizes = "/".join(str(len(setup.splits[name].dataset)) for name in ("train", "val", "test"))
+    line = (f"train/val/test {sizes} items, batch {args.batch_size}, "
+            f"{len(setup.loaders['train'])} training batches an epoch")
+    if args.script == "AVMNIST_V2A":
+        return f"{line}; student 1x112x112 spectrograms; teacher 28x28 images as 3x28x28"
+    if args.script == "AVMNIST_A2V":
+        wavs = sorted((Path(args.data_root) / "audio").glob("audio_mnist_*.wav"))
+        return f"{line}; student 1x28x28 images; teacher WAVs (8 kHz, resampled to 16 kHz) {_clip_seconds(wavs)}"
+    corpus = load_iemocap(args.audio_dir, args.text_dir, args.classes)
+    clips = f"16 kHz clips {_clip_seconds([u.wav_path for u in corpus.utterances])}"
+    transcripts = f"transcripts {_token_counts(corpus.texts)}"
+    if args.script == "IEMOCAP_T2A":
+        templates = _token_counts([IEMOCAP_T2A.template(k) for k in range(args.classes)])
+        return f"{line}; student {clips}; teacher templates {templates} (val/test: {transcripts})"
+    return f"{line}; student {transcripts}; teacher {clips}"
+
+
+# ----------------------------------------------------------------------------------------------- benchmark
+@dataclass
+class Result:
+    """What one experiment measured (seconds per repeat, bytes)."""
+
+    tag: str
+    data: str
+    seconds: dict[str, list[float]]
+    memory: dict[str, int]
+    cache_build: float
+    cache_rows: int
+    cache_dim: int
+    cache_bytes: int
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.seconds[name])
+
+    def ratio(self, top: str, bottom: str) -> float:
+        """The median of the rounds' ratios: each round's timings were taken side by side."""
+        return statistics.median(x / y for x, y in zip(self.seconds[top], self.seconds[bottom]))
+
+
+def measure(script: ModuleType, argv: list[str], repeats: int, work: Path) -> Result:
+    """Build modes a, b and c of `script` one after another (memory), then time them side by side."""
+    device = resolve_device(parse_args(script.SCRIPT, argv))
+    modes, memory, first = {}, {}, {}
+    for name, extra in MODES.items():
+        with peak_increase(device) as used:
+            modes[name] = build_mode(script, [*argv, *extra], work / f"{script.SCRIPT}_{name}")
+            # The first epoch also warms up: first-epoch allocations, lazy initialisation, kernels per shape.
+            first[name] = _timed(device, modes[name].train_epoch)
+        memory[name] = used["bytes"]
+    a_and_b = repetitions(min(first["a"], first["b"]))  # the same epochs for both: their batch orders match
+    in_loop = modes["c"].source
+    seconds = alternate(device, {
+        "a": (modes["a"].train_epoch, a_and_b), "b": (modes["b"].train_epoch, a_and_b),
+        "c": (modes["c"].train_epoch, repetitions(first["c"])),
+        "loader": (modes["b"].read_loader, repetitions(_timed(device, modes["b"].read_loader))),
+        "teacher": (in_loop.replay, repetitions(first["c"]))}, repeats)
+    cache = modes["b"].source
+    return Result(modes["b"].tag, describe_data(modes["b"]), seconds, memory, cache.build_seconds, len(cache),
+                  cache.features.shape[1], cache.nbytes)
+
+
+def tiny_model_files(folder: Path) -> dict[str, str]:
+    folder.mkdir(parents=True)
+    return {"resnet18": str(save_resnet18_state_dict(folder / "resnet18.pth")),
+            "wav2vec2": str(save_tiny_wav2vec2(folder / "wav2vec2")),
+            "bert": str(save_tiny_bert(folder / "bert"))}
+
+
+def accuracy_after_training(script: ModuleType, argv: list[str], option: str, values: Sequence[str]) -> list[float]:
+    """Test accuracy of one seeded trial (run_trials, as the script runs it) for each value of `option`."""
+    accuracies = []
+    for value in values:
+        args = parse_args(script.SCRIPT, [*argv, option, value])
+        set_seed(args.random_seed)  # the same random teacher weights for every value
+        # The runs' own log lines would drown the tables; so would scikit-learn's warning that a tiny
+        # test split lacks a predicted class.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+            results = run_trials(script.build_experiment(args), args)
+        accuracies.append(results["summary"]["test_acc_mean"])
+    return accuracies
+
+
+# ------------------------------------------------------------------------------------------------- output
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w)
+                               in enumerate(zip(line, widths))) for line in lines)
+
+
+def progress(started: float, what: str) -> None:
+    print(f"[{time.perf_counter() - started:5.0f} s] {what} ...", file=sys.stderr, flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.0f} MiB"
+
+
+def report(results: list[Result], memory_kind: str) -> list[list[str]]:
+    """Print the timing and memory tables; return the rows of the timing targets."""
+    rows, targets = [], []
+    for r in results:
+        a, b, c, loader, teacher = (r.median(name) for name in ("a", "b", "c", "loader", "teacher"))
+        b_a, c_b, loader_b = r.ratio("b", "a"), r.ratio("c", "b"), r.ratio("loader", "b")
+        saved = statistics.median((c_ - b_) / t for c_, b_, t in zip(*(r.seconds[n] for n in ("c", "b", "teacher"))))
+        rows.append([r.tag, f"{a:.3f}", f"{b:.3f}", f"{c:.3f}", f"{r.cache_build:.2f}", f"{b_a:.3f}", f"{c_b:.2f}",
+                     f"{loader:.4f}", f"{100 * loader_b:.1f} %", f"{teacher:.3f}", f"{100 * saved:.0f} %"])
+        targets.append([verdict(b_a <= 1.10), "b/a <= 1.10", r.tag, f"{b_a:.3f}"])
+        if r.tag == "AVMNIST A->V":
+            targets.append([verdict(c_b >= 5), "c/b >= 5 (wav2vec2-base teacher)", r.tag, f"{c_b:.2f}"])
+        if r.tag == "IEMOCAP A->T":
+            targets.append([verdict(saved >= 0.9), "c-b >= 90 % of the in-loop teacher's time", r.tag,
+                            f"{100 * saved:.0f} % ({c - b:.3f} s of {teacher:.3f} s); c/b {c_b:.2f}"])
+        if r.tag.startswith("AVMNIST"):
+            targets.append([verdict(loader_b <= 0.10), "loader <= 10 % of a training epoch", r.tag,
+                            f"{100 * loader_b:.1f} %"])
+    print(table(["experiment", "a lam0 s", "b cache s", "c in-loop s", "cache build s", "b/a", "c/b",
+                 "loader s", "loader/b", "teacher s", "(c-b)/teacher"], rows))
+    print("\ns: seconds per training epoch, median over the rounds; ratios: median of the rounds' ratios (paired);\n"
+          "cache build: once per run; loader: the train loader alone for one epoch; teacher: the in-loop teacher\n"
+          "alone on the batches of c's latest epoch.\n")
+    print(table(["experiment", "cache rows x dim", "cache bytes", f"{memory_kind} a", "b", "c"],
+                [[r.tag, f"{r.cache_rows} x {r.cache_dim}", f"{r.cache_bytes:,}", *(mib(r.memory[m]) for m in MODES)]
+                 for r in results]))
+    print(f"\ncache rows: each distinct teacher input of the trial once (float32); {memory_kind}: what building "
+          "the mode's trial\n(data, teacher, cache, student, optimizer) and one training epoch added at the peak; "
+          "a is built first and\nalso carries the process's one-time allocations (CPU: tens of MiB).\n")
+    print("samples (seconds per epoch in each round):")
+    for r in results:
+        print(f"  {r.tag}: " + "; ".join(f"{name} " + " ".join(f"{x:.3f}" for x in values)
+                                         for name, values in r.seconds.items()))
+    return targets
+
+
+@dataclass
+class Bench:
+    """The benchmark's data, options and working folder."""
+
+    plan: Plan
+    repeats: int
+    device: torch.device
+    work: Path
+    avmnist: Path  # timing data
+    avmnist_check: Path  # accuracy-check data: more items, so that one point is at most one test item
+    iemocap: Path
+    common: list[str]  # device, no progress bars, output folder
+
+    def argv(self, script: ModuleType, avmnist: Path, *extra: str) -> list[str]:
+        subset = ["--subset", str(self.plan.iemocap_subset)] if self.plan.iemocap_subset else []
+        data = (["--data_root", str(avmnist)] if script.SCRIPT.startswith("AVMNIST") else
+                ["--audio_dir", str(self.iemocap), "--text_dir", str(self.iemocap / "IEMOCAP" / "texts"),
+                 "--warmup_epochs", "0", *subset])
+        return [*data, *self.common, *extra]
+
+    def check_budget(self) -> list[str]:
+        return ["--epochs", str(self.plan.check_epochs), "--n_times", "1", "--batch_size", str(CHECK_BATCH)]
+
+
+def cache_agreement(bench: Bench, scripts: Sequence[ModuleType], amp: str, started: float) -> list[list[str]]:
+    """Train each experiment with the cache and with the in-loop teacher (tiny teachers, same seed); print the
+    test accuracies and return the target rows."""
+    tiny = tiny_model_files(bench.work / "tiny")
+    tiny_paths = {AVMNIST_V2A: ["--teacher_path", tiny["resnet18"]],
+                  AVMNIST_A2V: ["--teacher_path", tiny["wav2vec2"]],
+                  IEMOCAP_T2A: ["--teacher_path", tiny["bert"], "--student_path", tiny["wav2vec2"]],
+                  IEMOCAP_A2T: ["--teacher_path", tiny["wav2vec2"], "--student_path", tiny["bert"]]}
+    rows, targets = [], []
+    for script in scripts:
+        progress(started, f"accuracy check {script.SCRIPT}")
+        argv = bench.argv(script, bench.avmnist_check, *tiny_paths[script], *bench.check_budget(), "--amp", amp)
+        on, off = accuracy_after_training(script, argv, "--teacher_cache", ["on", "off"])
+        rows.append([script.SCRIPT, f"{100 * on:.2f}", f"{100 * off:.2f}", f"{100 * abs(on - off):.2f}"])
+        targets.append([verdict(abs(on - off) <= 0.01), "test acc cache vs in-loop within 1 point", script.SCRIPT,
+                        f"{100 * on:.2f} vs {100 * off:.2f}"])
+    plan = bench.plan
+    print(f"\naccuracy, cache vs in-loop teacher (tiny teachers, {plan.check_epochs} epochs of batch {CHECK_BATCH}, "
+          f"1 trial, same seed; AVMNIST {2 * plan.avmnist_train} train / {plan.check_test} test items, "
+          "IEMOCAP as above):")
+    print(table(["experiment", "test acc cache %", "test acc in-loop %", "|diff| points"], rows))
+    return targets
+
+
+def amp_comparison(bench: Bench, scripts: Sequence[ModuleType], started: float) -> None:
+    """bf16 autocast against fp32 in mode b (real sizes): epoch time side by side, and test accuracy."""
+    rows = []
+    for script in scripts:
+        progress(started, f"amp check {script.SCRIPT}")
+        argv = bench.argv(script, bench.avmnist_check, "--teacher_path", RANDOM, "--student_path", RANDOM,
+                          *MODES["b"])
+        pair = {name: build_mode(script, [*argv, "--amp", amp], bench.work / f"amp_{script.SCRIPT}_{amp}")
+                for name, amp in (("fp32", "none"), ("bf16", "bf16"))}
+        first = min(_timed(bench.device, mode.train_epoch) for mode in pair.values())  # also the warm-up
+        seconds = alternate(bench.device, {name: (mode.train_epoch, repetitions(first)) for name, mode in pair.items()},
+                            bench.repeats)
+        speedup = statistics.median(x / y for x, y in zip(seconds["fp32"], seconds["bf16"]))
+        fp32, bf16 = accuracy_after_training(script, [*argv, *bench.check_budget()], "--amp", ["none", "bf16"])
+        rows.append([script.SCRIPT, f"{statistics.median(seconds['fp32']):.3f}",
+                     f"{statistics.median(seconds['bf16']):.3f}", f"{speedup:.2f}x", f"{100 * fp32:.2f}",
+                     f"{100 * bf16:.2f}"])
+    print(f"\n--amp bf16 vs fp32 (mode b, real sizes, random init; accuracy after {bench.plan.check_epochs} epochs "
+          f"of batch {CHECK_BATCH}, data of the accuracy check):")
+    print(table(["experiment", "fp32 s/epoch", "bf16 s/epoch", "speed-up", "test acc fp32 %", "test acc bf16 %"],
+                rows))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small data, 3 repeats: under 3 min on 2 CPU cores")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast in every mode")
+    parser.add_argument("--amp_check", action="store_true",
+                        help="also compare bf16 autocast with fp32 for V->A and T->A: epoch time and test accuracy")
+    parser.add_argument("--repeats", type=int, help="rounds of timings (default 3 quick, 5 otherwise)")
+    parser.add_argument("--only", nargs="+", choices=[s.SCRIPT for s in SCRIPTS], help="only these experiments")
+    options = parser.parse_args(argv)
+    plan = PLANS["quick" if options.quick else "default"]
+    scripts = [s for s in SCRIPTS if not options.only or s.SCRIPT in options.only]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="teacher_cost_") as tmp:
+        work = Path(tmp)
+        avmnist = write_synthetic_avmnist(work / "avmnist", plan.avmnist_train, plan.avmnist_test)
+        common = ["--device", options.device, "--no_progress", "--output_dir", str(work / "runs")]
+        bench = Bench(plan, options.repeats or plan.repeats,
+                      resolve_device(parse_args(AVMNIST_V2A.SCRIPT, ["--data_root", str(avmnist), *common])), work,
+                      avmnist, write_synthetic_avmnist(work / "avmnist_check", 2 * plan.avmnist_train, plan.check_test,
+                                                       seed=1),
+                      write_synthetic_iemocap(work / "iemocap", per_class=plan.iemocap_per_class), common)
+        results = []
+        for script in scripts:
+            progress(started, f"measuring {script.SCRIPT}")
+            argv = bench.argv(script, avmnist, "--teacher_path", RANDOM, "--student_path", RANDOM, "--amp", options.amp)
+            results.append(measure(script, argv, bench.repeats, work / "bench"))
+
+        print(f"\n== Teacher cost per training epoch: {'quick' if options.quick else 'default'} plan, device "
+              f"{bench.device}, amp {options.amp}, torch {torch.__version__}, {torch.get_num_threads()} threads "
+              f"(OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), {bench.repeats} rounds, modes alternating ==")
+        print("teachers and students: real architectures and sizes, random init (--teacher_path random, "
+              "--student_path random)\ndata (synthetic):")
+        for r in results:
+            print(f"  {r.tag}: {r.data}")
+        print()
+        targets = report(results, "max allocated +" if bench.device.type == "cuda" else "RSS peak +")
+        targets += cache_agreement(bench, scripts, options.amp, started)
+        if options.amp_check:
+            amp_comparison(bench, [s for s in scripts if s in (AVMNIST_V2A, IEMOCAP_T2A)], started)
+    print("\ntargets:")
+    print(table(["", "target", "experiment", "measured"], targets))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The teacher feature cache: equal to the in-loop teacher, reused from disk, rebuilt when its key changes
+or its file is damaged. (ResNet and wav2vec2 equality through AVMNIST: tests/test_trials.py.)"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from safetensors.torch import save_file
+
+import AVMNIST_A2V
+import IEMOCAP_T2A
+from datasets.avmnist import ImageTeacherInputs, load_avmnist, wav_paths
+from datasets.collate import WaveformFiles
+from datasets.synthetic import write_synthetic_avmnist
+from datasets.synthetic_iemocap import write_synthetic_iemocap
+from models.tiny import save_tiny_wav2vec2
+from models.wav2vec2 import Wav2Vec2Teacher
+from tests.conftest import run_script
+from utils.config import parse_args
+from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
+from utils.trials import teacher_source
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def avmnist(tmp_path_factory):
+    return write_synthetic_avmnist(tmp_path_factory.mktemp("avmnist"), n_train=10, n_test=4)
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_teacher(tiny_models):
+    return Wav2Vec2Teacher("base", tiny_models["wav2vec2"])
+
+
+def waveforms(avmnist: Path) -> WaveformFiles:
+    """The A->V teacher inputs, built afresh as a new run builds them."""
+    return WaveformFiles(wav_paths(load_avmnist(avmnist, images=True, spectrograms=False)))
+
+
+def forbid_forward(teacher: Wav2Vec2Teacher, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(inputs: list) -> torch.Tensor:
+        raise AssertionError("the teacher ran although its features were on disk")
+
+    monkeypatch.setattr(teacher, "encode", fail)
+
+
+def test_text_teacher_cache_equals_in_loop_teacher(tmp_path, tiny_models):
+    root = write_synthetic_iemocap(tmp_path / "iemocap", per_class=2)
+    argv = ["--audio_dir", str(root), "--text_dir", str(root / "IEMOCAP" / "texts"), "--teacher_path",
+            tiny_models["bert"], "--student_path", tiny_models["wav2vec2"], "--no_progress"]
+    args = parse_args(IEMOCAP_T2A.SCRIPT, argv)
+    experiment = IEMOCAP_T2A.build_experiment(args)
+    cache = teacher_source(experiment, args, CPU)
+    in_loop = teacher_source(experiment, parse_args(IEMOCAP_T2A.SCRIPT, [*argv, "--teacher_cache", "off"]), CPU)
+    assert isinstance(cache, TeacherFeatureCache) and isinstance(in_loop, InLoopTeacher)
+    keys = np.arange(len(experiment.teacher_inputs))  # the six templates, then every transcript
+    cache.prepare(keys)
+    assert len(cache) == len(keys) and cache.nbytes == len(keys) * 32 * 4  # each distinct input once
+    # Batches as training draws them: repeated templates, and transcripts of different lengths together.
+    for batch in (torch.tensor([3, 3, 0, 5]), torch.tensor([6, 0, len(keys) - 1, 7]), torch.as_tensor(keys)):
+        assert torch.allclose(cache(batch), in_loop(batch), atol=1e-5)
+
+
+def test_disk_cache_is_reused_without_any_teacher_forward(tmp_path, avmnist, wav2vec2_teacher, monkeypatch):
+    keys = np.arange(len(waveforms(avmnist)))
+    first = TeacherFeatureCache(wav2vec2_teacher, waveforms(avmnist), CPU, cache_dir=tmp_path, progress=False)
+    first.prepare(keys)
+    assert (first.computed, first.loaded) == (len(keys), 0)
+    forbid_forward(wav2vec2_teacher, monkeypatch)
+    second = TeacherFeatureCache(wav2vec2_teacher, waveforms(avmnist), CPU, cache_dir=tmp_path, progress=False)
+    second.prepare(keys)
+    assert (second.computed, second.loaded) == (0, len(keys))
+    assert torch.equal(second(torch.as_tensor(keys)), first(torch.as_tensor(keys)))
+
+
+def test_cache_is_rebuilt_when_a_wav_changes(tmp_path, wav2vec2_teacher):
+    data = write_synthetic_avmnist(tmp_path / "avmnist", n_train=6, n_test=2)
+    keys = np.arange(8)
+    TeacherFeatureCache(wav2vec2_teacher, waveforms(data), CPU, cache_dir=tmp_path / "cache").prepare(keys)
+    wav = data / "audio" / "audio_mnist_1.wav"
+    samples, rate = soundfile.read(wav, dtype="float32")
+    soundfile.write(wav, samples[::-1], rate, subtype="PCM_16")  # same length, other content
+    rebuilt = TeacherFeatureCache(wav2vec2_teacher, waveforms(data), CPU, cache_dir=tmp_path / "cache")
+    assert rebuilt.loaded == 0
+    rebuilt.prepare(keys)
+    assert rebuilt.computed == len(keys)
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # a new key, a new file
+
+
+def test_data_fingerprint_follows_the_arrays(tmp_path):
+    def fingerprint(root: Path) -> str:
+        return ImageTeacherInputs(load_avmnist(root, images=True, spectrograms=False), pca=True).fingerprint
+
+    data = write_synthetic_avmnist(tmp_path / "avmnist", n_train=6, n_test=2, seed=3)
+    before = fingerprint(data)
+    assert fingerprint(data) == before
+    images = np.load(data / "image_pca" / "train_data.npy", allow_pickle=False)
+    np.save(data / "image_pca" / "train_data.npy", 255 - images)
+    assert fingerprint(data) != before
+
+
+def test_cache_is_rebuilt_when_the_teacher_changes(tmp_path, avmnist, wav2vec2_teacher):
+    keys = np.arange(4)
+    TeacherFeatureCache(wav2vec2_teacher, waveforms(avmnist), CPU, cache_dir=tmp_path).prepare(keys)
+    other = Wav2Vec2Teacher("base", str(save_tiny_wav2vec2(tmp_path / "other_wav2vec2", seed=1)))
+    rebuilt = TeacherFeatureCache(other, waveforms(avmnist), CPU, cache_dir=tmp_path)
+    assert rebuilt.loaded == 0
+    rebuilt.prepare(keys)
+    assert rebuilt.computed == len(keys)
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
+
+
+def wrong_shape(path: Path) -> None:
+    save_file({"keys": torch.arange(4), "features": torch.zeros(4, 7)}, str(path))
+
+
+def wrong_dtype(path: Path) -> None:
+    save_file({"keys": torch.arange(4), "features": torch.zeros(4, 32, dtype=torch.float16)}, str(path))
+
+
+def keys_out_of_range(path: Path) -> None:
+    save_file({"keys": torch.tensor([0, 1, 2, 99]), "features": torch.zeros(4, 32)}, str(path))
+
+
+def missing_tensor(path: Path) -> None:
+    save_file({"keys": torch.arange(4)}, str(path))
+
+
+@pytest.mark.parametrize("damage", [truncate, garbage, wrong_shape, wrong_dtype, keys_out_of_range, missing_tensor])
+def test_corrupted_cache_file_is_reported_in_one_line_and_rebuilt(tmp_path, avmnist, wav2vec2_teacher, damage,
+                                                                   capsys):
+    keys = np.arange(4)
+    good = TeacherFeatureCache(wav2vec2_teacher, waveforms(avmnist), CPU, cache_dir=tmp_path, progress=False)
+    good.prepare(keys)
+    damage(good.path)
+    capsys.readouterr()
+    rebuilt = TeacherFeatureCache(wav2vec2_teacher, waveforms(avmnist), CPU, cache_dir=tmp_path, progress=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "corrupted" in line]
+    assert len(warnings) == 1 and str(good.path) in warnings[0] and "rebuilding" in warnings[0]
+    assert rebuilt.loaded == 0
+    rebuilt.prepare(keys)
+    assert rebuilt.computed == len(keys)
+    assert torch.allclose(rebuilt(torch.as_tensor(keys)), good(torch.as_tensor(keys)), atol=1e-6)
+    reread = TeacherFeatureCache(wav2vec2_teacher, waveforms(avmnist), CPU, cache_dir=tmp_path, progress=False)
+    assert reread.loaded == len(keys)  # the rebuilt file is whole again
+
+
+def test_a_later_run_of_the_script_reuses_the_features_on_disk(tmp_path, avmnist, tiny_models, capsys,
+                                                              monkeypatch):
+    argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--cache_dir",
+            str(tmp_path / "cache"), "--epochs", "1", "--n_times", "1", "--batch_size", "4", "--no_progress",
+            "--output_dir", str(tmp_path / "runs")]
+    assert AVMNIST_A2V.main(argv) == 0  # in this process: the first run computes and saves
+    assert "teacher features: 14 computed" in capsys.readouterr().err  # every item: partners, val and test
+    # Spinning OpenMP threads make a subprocess several times slower on a shared CPU.
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    later = run_script("AVMNIST_A2V.py", *argv)  # a fresh process, as a later run of a user
+    assert later.returncode == 0, later.stderr
+    assert "teacher features: 14 loaded from" in later.stderr and "computed" not in later.stderr
