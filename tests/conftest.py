@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import subprocess
@@ -21,6 +22,17 @@ def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.C
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, str(REPO / script), *args, "--no_progress"], capture_output=True,
                           text=True, env=env, cwd=cwd or REPO, timeout=600)
+
+
+def run_in_process(script: str, argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run a script's main() in this process (no interpreter start-up); return (exit code, stdout, stderr)."""
+    module = importlib.import_module(script.removesuffix(".py"))
+    try:
+        code = module.main([*argv, "--no_progress"])
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def run_folder(process: subprocess.CompletedProcess) -> Path:
