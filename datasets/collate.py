@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.audio import read_waveform
-from utils.teacher_features import file_stats, fingerprint_of
-from utils.train import Batch
+from utils.data import Batch
+from utils.fingerprint import file_stats, fingerprint_of
 
 
 def pad_waveforms(waveforms: list[np.ndarray], min_length: int) -> tuple[torch.Tensor, torch.Tensor]:

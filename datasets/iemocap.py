@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from datasets.collate import LabelledItems
+from utils.data import Split
 from utils.errors import InputError
-from utils.train import Split
 
 LABELS_6 = ("neu", "hap", "ang", "sad", "exc", "fru")
 # --classes 4, the field's usual protocol: exc counts as hap, fru is dropped.
@@ -232,19 +232,33 @@ def load_iemocap(audio_dir: str | Path, text_dir: str | Path | None, classes: in
     return IemocapCorpus(utterances, load_transcripts(utterances, audio_dir, text_dir))
 
 
-def draw_iemocap_split(corpus: IemocapCorpus, how: str, shares: tuple[float, float],
-                       rng: np.random.Generator) -> dict[str, list]:
-    """`--split random` (per utterance, seeded) or `session`, recorded as [stem, label] pairs."""
-    if how == "session":
-        indices = split_by_session(corpus.utterances)
-    else:
-        indices = split_utterances(len(corpus.utterances), shares, rng)
-    for name, part in indices.items():
-        if not part:
-            raise InputError(f"the {name} split of {len(corpus.utterances)} utterances is empty; "
-                             "expected more utterances (or a larger --subset)")
-    return {name: [[corpus.utterances[i].stem, corpus.utterances[i].label] for i in part]
-            for name, part in indices.items()}
+class IemocapSplits:
+    """A trial's splits: `--split random` (per utterance, seeded, train and val `int(share·N)`) or `session`,
+    recorded as [stem, label] pairs. The student reads `student_inputs[i]` (through `transform`);
+    utterance i's own teacher input has key `key_offset + i`."""
+
+    def __init__(self, corpus: IemocapCorpus, how: str, shares: tuple[float, float], student_inputs: Sequence,
+                 key_offset: int = 0, transform: Callable | None = None) -> None:
+        self.corpus, self.how, self.shares = corpus, how, shares
+        self.student_inputs, self.key_offset, self.transform = student_inputs, key_offset, transform
+
+    def draw(self, rng: np.random.Generator) -> dict[str, list]:
+        utterances = self.corpus.utterances
+        if self.how == "session":
+            indices = split_by_session(utterances)
+        else:
+            indices = split_utterances(len(utterances), self.shares, rng)
+        for name, part in indices.items():
+            if not part:
+                raise InputError(f"the {name} split of {len(utterances)} utterances is empty; "
+                                 "expected more utterances (or a larger --subset)")
+        return {name: [[utterances[i].stem, utterances[i].label] for i in part] for name, part in indices.items()}
+
+    def build(self, record: dict[str, list]) -> dict[str, Split]:
+        labels = self.corpus.labels
+        return {name: Split(LabelledItems(self.student_inputs, labels, indices, self.transform),
+                            indices + self.key_offset)
+                for name, indices in iemocap_split_indices(self.corpus, record).items()}
 
 
 def iemocap_split_indices(corpus: IemocapCorpus, record: dict[str, list]) -> dict[str, np.ndarray]:
@@ -270,9 +284,3 @@ def iemocap_split_indices(corpus: IemocapCorpus, record: dict[str, list]) -> dic
     return indices
 
 
-def iemocap_splits(corpus: IemocapCorpus, record: dict[str, list], student_inputs: Sequence,
-                   key_offset: int = 0, transform: Callable | None = None) -> dict[str, Split]:
-    """The trial's splits: the student reads `student_inputs[i]` (through `transform`); utterance i's
-    own teacher input has key `key_offset + i`."""
-    return {name: Split(LabelledItems(student_inputs, corpus.labels, indices, transform), indices + key_offset)
-            for name, indices in iemocap_split_indices(corpus, record).items()}

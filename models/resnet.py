@@ -14,16 +14,21 @@ from models.pretrained import (
     RANDOM,
     FrozenTeacher,
     ModelSource,
+    NamedModel,
     check_local_path,
     fingerprint_module,
     fingerprint_path,
-    named_model,
+    lookup,
     path_flag,
     warn_random,
 )
 from utils.errors import InputError
 
 _BUILDERS = {"resnet18": resnet18, "resnet34": resnet34}
+RESNETS = {
+    "resnet18": NamedModel("resnet", "resnet18", "torchvision:resnet18.IMAGENET1K_V1", 512, None),
+    "resnet34": NamedModel("resnet", "resnet34", "torchvision:resnet34.IMAGENET1K_V1", 512, None),
+}
 
 
 def _load_state_dict(model: nn.Module, arch: str, file: Path, role: str) -> None:
@@ -66,7 +71,7 @@ class ResNetTeacher(FrozenTeacher):
 
     def __init__(self, arch: str = "resnet18", path: str | None = None) -> None:
         super().__init__()
-        entry = named_model(arch, "resnet")
+        entry = lookup(RESNETS, arch)
         if path is None:
             try:
                 model = _BUILDERS[arch](weights="IMAGENET1K_V1")

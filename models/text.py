@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from transformers import BertModel, RobertaModel
+from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
 
 from models.heads import masked_mean
-from models.pretrained import FrozenTeacher, load_hf_model, load_tokenizer, named_model
+from models.pretrained import (
+    FrozenTeacher,
+    NamedModel,
+    load_hf_model,
+    load_tokenizer,
+    lookup,
+)
 
 MAX_LENGTH = 128
 _MODEL_CLASSES = {"bert": BertModel, "bert-large": BertModel, "roberta": RobertaModel}
+
+
+def _roberta_base_config() -> RobertaConfig:
+    # RobertaConfig() inherits BERT's vocabulary and positions; roberta-base differs in these.
+    return RobertaConfig(
+        vocab_size=50265,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+    )
+
+
+def _bert_large_config() -> BertConfig:
+    return BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+
+
+LANGUAGE_MODELS = {
+    # BertConfig() defaults are bert-base-uncased's architecture.
+    "bert": NamedModel("text", "bert", "bert-base-uncased", 768, BertConfig),
+    "bert-large": NamedModel("text", "bert-large", "bert-large-uncased", 1024, _bert_large_config),
+    "roberta": NamedModel("text", "roberta", "roberta-base", 768, _roberta_base_config),
+}
 
 
 class TextTeacher(FrozenTeacher):
@@ -18,11 +49,11 @@ class TextTeacher(FrozenTeacher):
 
     def __init__(self, language_model: str = "bert", path: str | None = None) -> None:
         super().__init__()
-        named_model(language_model, "text")  # an unknown name is an InputError, not a KeyError below
+        entry = lookup(LANGUAGE_MODELS, language_model)
         # The tokenizer first: a missing one (random RoBERTa offline) should fail before a model is built.
-        self.tokenizer = load_tokenizer(language_model, path, "teacher")
+        self.tokenizer = load_tokenizer(entry, path, "teacher")
         model, self.source, identity = load_hf_model(
-            _MODEL_CLASSES[language_model], language_model, path, "teacher", model_kwargs={"add_pooling_layer": False}
+            _MODEL_CLASSES[language_model], entry, path, "teacher", model_kwargs={"add_pooling_layer": False}
         )
         self.model = model
         self.dim = model.config.hidden_size
@@ -47,9 +78,9 @@ class BertTextStudent(nn.Module):
 
     def __init__(self, dim: int, num_classes: int, path: str | None = None) -> None:
         super().__init__()
-        self.tokenizer = load_tokenizer("bert", path, "student")
+        self.tokenizer = load_tokenizer(LANGUAGE_MODELS["bert"], path, "student")
         model, self.source, _ = load_hf_model(
-            BertModel, "bert", path, "student", model_kwargs={"add_pooling_layer": False}
+            BertModel, LANGUAGE_MODELS["bert"], path, "student", model_kwargs={"add_pooling_layer": False}
         )
         self.bert = model
         self.feature = nn.Sequential(nn.Linear(model.config.hidden_size, dim), nn.LayerNorm(dim))

@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torchvision.models import resnet18
-from transformers import BertConfig, BertModel, BertTokenizer, Wav2Vec2Config, Wav2Vec2Model
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizer,
+    Wav2Vec2Config,
+    Wav2Vec2Model,
+)
 
 from models.pretrained import minilm_folder
 
@@ -36,3 +43,17 @@ def save_resnet18_state_dict(path: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     torch.save(resnet18(weights=None).state_dict(), path)
     return Path(path)
+
+
+def saved_once(folder: Path, save: Callable[[Path], Path]) -> str:
+    """`folder`, written by `save` the first time (into a temporary folder, then renamed: never half-written)."""
+    if not (folder / "config.json").is_file():
+        tmp = folder.with_name(folder.name + ".tmp")
+        save(tmp)
+        tmp.rename(folder)
+    return str(folder)
+
+
+def demo_tiny_wav2vec2(demo_dir: Path) -> str:
+    """The demo's tiny random wav2vec2 (a teacher for A->V and A->T), saved once under `demo_dir/models`."""
+    return saved_once(demo_dir / "models" / "wav2vec2-tiny", save_tiny_wav2vec2)

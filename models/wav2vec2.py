@@ -9,10 +9,36 @@ import torch
 from torch import Tensor, nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from datasets.audio import normalize_waveform
 from models.heads import IemocapAudioHead, masked_mean
-from models.pretrained import FrozenTeacher, load_hf_model, named_model
+from models.pretrained import FrozenTeacher, NamedModel, load_hf_model, lookup
 from utils.errors import InputError
+
+
+def _wav2vec2_large_config() -> Wav2Vec2Config:
+    # The values of facebook/wav2vec2-large's config.json: the LibriSpeech LARGE model keeps base's
+    # group-norm feature encoder without conv bias (only the LV-60 models switched to layer norm).
+    return Wav2Vec2Config(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        num_conv_pos_embedding_groups=16,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        conv_bias=False,
+    )
+
+
+WAV2VEC2_MODELS = {
+    # Wav2Vec2Config() defaults are facebook/wav2vec2-base-960h's architecture.
+    "base": NamedModel("wav2vec2", "wav2vec2-base", "facebook/wav2vec2-base-960h", 768, Wav2Vec2Config),
+    "large": NamedModel("wav2vec2", "wav2vec2-large", "facebook/wav2vec2-large", 1024, _wav2vec2_large_config),
+}
+
+
+def normalize_waveform(samples: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per clip, as wav2vec2's feature extractor does."""
+    return ((samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)).astype(np.float32)
 
 
 def min_samples_for_frames(config: Wav2Vec2Config, frames: int) -> int:
@@ -41,9 +67,8 @@ class Wav2Vec2Teacher(FrozenTeacher):
 
     def __init__(self, size: str = "base", path: str | None = None) -> None:
         super().__init__()
-        named_model(size, "wav2vec2")  # only base or large: another family's name is an InputError
         model, self.source, identity = load_hf_model(
-            Wav2Vec2Model, size, path, "teacher", config_overrides={"mask_time_prob": 0.0, "apply_spec_augment": False}
+            Wav2Vec2Model, lookup(WAV2VEC2_MODELS, size), path, "teacher", config_overrides={"mask_time_prob": 0.0, "apply_spec_augment": False}
         )
         self.model = model
         self.dim = model.config.hidden_size
@@ -81,7 +106,7 @@ class Wav2Vec2AudioStudent(nn.Module):
     def __init__(self, dim: int, num_classes: int, path: str | None = None) -> None:
         super().__init__()
         model, self.source, _ = load_hf_model(
-            Wav2Vec2Model, "base", path, "student", config_overrides={"mask_time_prob": 0.3, "apply_spec_augment": True}
+            Wav2Vec2Model, WAV2VEC2_MODELS["base"], path, "student", config_overrides={"mask_time_prob": 0.3, "apply_spec_augment": True}
         )
         model.freeze_feature_encoder()
         self.wav2vec2 = model

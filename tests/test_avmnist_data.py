@@ -4,34 +4,23 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.avmnist import (avmnist_splits, collate_arrays, draw_avmnist_split, load_avmnist, wav_paths,
-                              ImageTeacherInputs)
+from datasets.avmnist import AvmnistSplits, ImageTeacherInputs, collate_arrays, load_avmnist, wav_paths
 from datasets.collate import WaveformFiles
-from datasets.synthetic import write_synthetic_avmnist
+from datasets.tools.synthetic import write_synthetic_avmnist
 from utils.errors import InputError
 
 
-@pytest.fixture(scope="module")
-def original(tmp_path_factory):
-    return write_synthetic_avmnist(tmp_path_factory.mktemp("avmnist"), n_train=40, n_test=20)
-
-
-@pytest.fixture
-def fresh(tmp_path):
-    return write_synthetic_avmnist(tmp_path / "avmnist", n_train=30, n_test=10)
-
-
-def test_original_layout_loads_with_checked_shapes(original):
-    data = load_avmnist(original)
-    assert data.layout == "original" and data.n_train == 40 and data.n_test == 20
-    assert data.images["train"].shape == (40, 1, 28, 28) and data.images["train"].dtype == torch.float32
+def test_original_layout_loads_with_checked_shapes(avmnist):
+    data = load_avmnist(avmnist)
+    assert data.layout == "original" and data.n_train == 90 and data.n_test == 40
+    assert data.images["train"].shape == (90, 1, 28, 28) and data.images["train"].dtype == torch.float32
     assert 0.0 <= float(data.images["train"].min()) and float(data.images["train"].max()) <= 1.0
-    assert data.spectrograms["test"].shape == (20, 1, 112, 112)
+    assert data.spectrograms["test"].shape == (40, 1, 112, 112)
     assert set(data.labels["train"].tolist()) == set(range(10))
 
 
-def test_raw_images_are_normalised_to_minus_one_one(original):
-    images = load_avmnist(original, pca=False).images["train"]
+def test_raw_images_are_normalised_to_minus_one_one(avmnist):
+    images = load_avmnist(avmnist, pca=False).images["train"]
     assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0 and float(images.min()) < 0
 
 
@@ -45,39 +34,40 @@ def test_multibench_layout_loads(tmp_path):
         load_avmnist(root, pca=False)
 
 
-def test_split_is_seeded_90_10_and_disjoint(original):
-    data = load_avmnist(original)
-    a = draw_avmnist_split(data, np.random.default_rng(1))
-    b = draw_avmnist_split(data, np.random.default_rng(1))
-    c = draw_avmnist_split(data, np.random.default_rng(2))
+def test_split_is_seeded_90_10_and_disjoint(avmnist):
+    data = load_avmnist(avmnist)
+    splits = AvmnistSplits(data, data.spectrograms)
+    a, b, c = (splits.draw(np.random.default_rng(seed)) for seed in (1, 1, 2))
     assert a == b and a != c
-    assert len(a["train"]) == 36 and len(a["val"]) == 4 and a["test"] == list(range(20))
-    assert sorted(a["train"] + a["val"]) == list(range(40))
+    assert len(a["train"]) == 81 and len(a["val"]) == 9 and a["test"] == list(range(40))
+    assert sorted(a["train"] + a["val"]) == list(range(90))
 
 
-def test_splits_give_keys_and_batches(original):
-    data = load_avmnist(original)
-    splits = avmnist_splits(data, draw_avmnist_split(data, np.random.default_rng(0)), data.spectrograms)
-    assert list(splits["test"].teacher_keys[:3]) == [40, 41, 42]  # test keys follow the train items
+def test_splits_give_keys_and_batches(avmnist):
+    data = load_avmnist(avmnist)
+    source = AvmnistSplits(data, data.spectrograms)
+    splits = source.build(source.draw(np.random.default_rng(0)))
+    assert list(splits["test"].teacher_keys[:3]) == [90, 91, 92]  # test keys follow the train items
     batch = collate_arrays([splits["train"].dataset[i] for i in range(4)])
     assert batch.inputs["x"].shape == (4, 1, 112, 112) and batch.inputs["x"].max() <= 1.0
     assert batch.positions.tolist() == [0, 1, 2, 3]
     images = ImageTeacherInputs(data, pca=True)
-    assert torch.equal(images[40], data.images["test"][0])
+    assert torch.equal(images[90], data.images["test"][0])
 
 
-def test_bad_split_records_are_rejected(original):
-    data = load_avmnist(original)
+def test_bad_split_records_are_rejected(avmnist):
+    data = load_avmnist(avmnist)
+    splits = AvmnistSplits(data, data.images)
     with pytest.raises(InputError, match="share items"):
-        avmnist_splits(data, {"train": [0, 1], "val": [1], "test": [0]}, data.images)
-    with pytest.raises(InputError, match="0..19"):
-        avmnist_splits(data, {"train": [0, 1], "val": [2], "test": [25]}, data.images)
+        splits.build({"train": [0, 1], "val": [1], "test": [0]})
+    with pytest.raises(InputError, match="0..39"):
+        splits.build({"train": [0, 1], "val": [2], "test": [45]})
 
 
-def test_wavs_are_matched_by_number_and_resampled(original):
-    data = load_avmnist(original)
+def test_wavs_are_matched_by_number_and_resampled(avmnist):
+    data = load_avmnist(avmnist)
     paths = wav_paths(data)
-    assert paths[0].name == "audio_mnist_1.wav" and paths[40].name == "audio_mnist_41.wav"
+    assert paths[0].name == "audio_mnist_1.wav" and paths[90].name == "audio_mnist_91.wav"
     wave = WaveformFiles(paths)[0]
     assert wave.dtype == np.float32
     # the tone of train item 0 sits at 300 + 150 * label Hz, in the 16 kHz resampled signal
@@ -86,13 +76,13 @@ def test_wavs_are_matched_by_number_and_resampled(original):
     assert abs(peak - (300 + 150 * data.labels["train"][0])) < 20
 
 
-def test_audio_archive_is_extracted_once(fresh):
-    with tarfile.open(fresh / "avmnist_audio_raw.tar.gz", "w:gz") as tar:
-        tar.add(fresh / "audio", arcname="audio")
-    for wav in (fresh / "audio").iterdir():
+def test_audio_archive_is_extracted_once(fresh_avmnist):
+    with tarfile.open(fresh_avmnist / "avmnist_audio_raw.tar.gz", "w:gz") as tar:
+        tar.add(fresh_avmnist / "audio", arcname="audio")
+    for wav in (fresh_avmnist / "audio").iterdir():
         wav.unlink()
-    (fresh / "audio").rmdir()
-    paths = wav_paths(load_avmnist(fresh))
+    (fresh_avmnist / "audio").rmdir()
+    paths = wav_paths(load_avmnist(fresh_avmnist))
     assert paths[0].is_file() and len(paths) == 40
 
 
@@ -105,17 +95,17 @@ def test_audio_archive_is_extracted_once(fresh):
     (lambda root: np.save(root / "train_labels.npy", np.array([{"a": 1}] * 30)), "cannot read"),
     (lambda root: (root / "test_labels.npy").write_bytes(b"garbage"), "cannot read"),
 ])
-def test_broken_files_raise_one_clear_input_error(fresh, breakage, message):
-    breakage(fresh)
+def test_broken_files_raise_one_clear_input_error(fresh_avmnist, breakage, message):
+    breakage(fresh_avmnist)
     with pytest.raises(InputError, match=message):
-        data = load_avmnist(fresh, pca=False)
+        data = load_avmnist(fresh_avmnist, pca=False)
         wav_paths(data)
 
 
-def test_missing_wav_is_named(fresh):
-    (fresh / "audio" / "audio_mnist_7.wav").unlink()
+def test_missing_wav_is_named(fresh_avmnist):
+    (fresh_avmnist / "audio" / "audio_mnist_7.wav").unlink()
     with pytest.raises(InputError, match="audio_mnist_7.wav"):
-        wav_paths(load_avmnist(fresh))
+        wav_paths(load_avmnist(fresh_avmnist))
 
 
 def test_not_an_avmnist_folder(tmp_path):

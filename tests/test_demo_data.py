@@ -13,10 +13,10 @@ import soundfile
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from datasets import demo
-from datasets.avmnist_writer import MARKER, is_complete
-from datasets.spectrogram import log_power_spectrogram
-from datasets.speech import VOICES, synthesizer
+from datasets.tools import demo
+from datasets.tools.avmnist_writer import MARKER, is_complete
+from datasets.tools.spectrogram import log_power_spectrogram
+from datasets.tools.speech import VOICES, synthesizer
 from utils.errors import InputError
 
 PER_CLASS = 40  # 400 digits: a few seconds to build, enough to learn from

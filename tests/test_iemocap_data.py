@@ -11,7 +11,7 @@ import soundfile as sf
 import torchaudio
 
 from datasets import audio
-from datasets.audio import normalize_waveform, read_waveform
+from datasets.audio import read_waveform
 from datasets.collate import pad_waveforms
 from datasets.iemocap import (
     LABELS_6,
@@ -21,111 +21,103 @@ from datasets.iemocap import (
     split_by_session,
     split_utterances,
 )
-from datasets.prepare_iemocap import main as prepare_main
-from datasets.synthetic_iemocap import write_synthetic_iemocap
+from datasets.tools.prepare_iemocap import main as prepare_main
+from datasets.tools.synthetic_iemocap import write_synthetic_iemocap
+from models.wav2vec2 import normalize_waveform
 from utils.errors import InputError
 
-PER_CLASS = 6
+PER_CLASS = 20  # of the shared `iemocap` tree (conftest.py)
 
 
-@pytest.fixture(scope="session")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A shared read-only synthetic tree: the folder holding IEMOCAP/."""
-    return write_synthetic_iemocap(tmp_path_factory.mktemp("iemocap"), per_class=PER_CLASS)
-
-
-@pytest.fixture
-def fresh_tree(tmp_path: Path) -> Path:
-    """A private tree for tests that damage it."""
-    return write_synthetic_iemocap(tmp_path / "data", per_class=PER_CLASS)
-
-
-def test_selection_equals_torchaudio(tree: Path) -> None:
-    reference = torchaudio.datasets.IEMOCAP(tree)
-    ours = index_iemocap(tree)
+def test_selection_equals_torchaudio(iemocap: Path) -> None:
+    reference = torchaudio.datasets.IEMOCAP(iemocap)
+    ours = index_iemocap(iemocap)
     assert len(ours) == len(reference) == 6 * PER_CLASS
     for n, u in enumerate(ours):
         rel_path, _, stem, label, _ = reference.get_metadata(n)
-        assert (u.stem, LABELS_6[u.label], u.wav_path) == (stem, label, tree / "IEMOCAP" / rel_path)
+        assert (u.stem, LABELS_6[u.label], u.wav_path) == (stem, label, iemocap / "IEMOCAP" / rel_path)
         assert rel_path.startswith(f"Session{u.session}/")
 
 
-def test_selection_skips_what_torchaudio_skips(tree: Path) -> None:
-    stems = {u.stem for u in index_iemocap(tree)}
-    # F900: labelled, no WAV; M900: WAV, no label line; F002: a dropped label ('dis').
+def test_selection_skips_what_torchaudio_skips(iemocap: Path) -> None:
+    stems = {u.stem for u in index_iemocap(iemocap)}
+    # F900: labelled, no WAV; M900: WAV, no label line.
     assert not any(s.endswith(("F900", "M900")) for s in stems)
-    assert "Ses01F_impro01_F002" not in stems
-    assert {u.session for u in index_iemocap(tree)} == {1, 2, 3, 4, 5}
+    label_lines = [line.split("\t") for path in (iemocap / "IEMOCAP").glob("Session*/dialog/EmoEvaluation/*.txt")
+                   for line in path.read_text().splitlines() if line.startswith("[")]
+    other_labels = {fields[1] for fields in label_lines if fields[2] not in LABELS_6}
+    assert len(other_labels) == 5 and not other_labels & stems  # xxx, sur, fea, oth, dis
+    assert {u.session for u in index_iemocap(iemocap)} == {1, 2, 3, 4, 5}
 
 
-def test_audio_dir_forms_resolve(fresh_tree: Path) -> None:
-    expected = [u.stem for u in index_iemocap(fresh_tree)]
-    assert resolve_iemocap_root(fresh_tree) == fresh_tree / "IEMOCAP"
-    assert [u.stem for u in index_iemocap(fresh_tree / "IEMOCAP")] == expected
-    release = fresh_tree / "IEMOCAP_full_release"
-    (fresh_tree / "IEMOCAP").rename(release)
-    for form in (fresh_tree, release):
+def test_audio_dir_forms_resolve(fresh_iemocap: Path) -> None:
+    expected = [u.stem for u in index_iemocap(fresh_iemocap)]
+    assert resolve_iemocap_root(fresh_iemocap) == fresh_iemocap / "IEMOCAP"
+    assert [u.stem for u in index_iemocap(fresh_iemocap / "IEMOCAP")] == expected
+    release = fresh_iemocap / "IEMOCAP_full_release"
+    (fresh_iemocap / "IEMOCAP").rename(release)
+    for form in (fresh_iemocap, release):
         assert resolve_iemocap_root(form) == release
         assert [u.stem for u in index_iemocap(form)] == expected
 
 
-def test_missing_audio_dir_and_sessions(tmp_path: Path, fresh_tree: Path) -> None:
+def test_missing_audio_dir_and_sessions(tmp_path: Path, fresh_iemocap: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         resolve_iemocap_root(tmp_path / "nowhere")
     with pytest.raises(InputError, match="no IEMOCAP Session1..Session5"):
-        index_iemocap(tmp_path / "data" / "IEMOCAP" / "texts")
-    shutil.rmtree(fresh_tree / "IEMOCAP" / "Session3")
+        index_iemocap(fresh_iemocap / "IEMOCAP" / "texts")
+    shutil.rmtree(fresh_iemocap / "IEMOCAP" / "Session3")
     with pytest.raises(InputError, match="Session3"):
-        index_iemocap(fresh_tree)
+        index_iemocap(fresh_iemocap)
 
 
-def test_empty_selection_and_malformed_label_line(fresh_tree: Path) -> None:
-    emo_files = list((fresh_tree / "IEMOCAP").glob("Session*/dialog/EmoEvaluation/*.txt"))
+def test_empty_selection_and_malformed_label_line(fresh_iemocap: Path) -> None:
+    emo_files = list((fresh_iemocap / "IEMOCAP").glob("Session*/dialog/EmoEvaluation/*.txt"))
     for path in emo_files:
         path.write_text("% header only\n")
     with pytest.raises(InputError, match="no IEMOCAP utterances"):
-        index_iemocap(fresh_tree)
+        index_iemocap(fresh_iemocap)
     emo_files[0].write_text("[1.0 - 2.0] no tabs here\n")
     with pytest.raises(InputError, match=re.escape(f"malformed line 1 in {emo_files[0]}")):
-        index_iemocap(fresh_tree)
+        index_iemocap(fresh_iemocap)
 
 
-def test_four_classes(tree: Path) -> None:
-    six = index_iemocap(tree, classes=6)
-    four = index_iemocap(tree, classes=4)
+def test_four_classes(iemocap: Path) -> None:
+    six = index_iemocap(iemocap, classes=6)
+    four = index_iemocap(iemocap, classes=4)
     mapping = {"neu": 0, "hap": 1, "exc": 1, "ang": 2, "sad": 3}
     expected = [(u.stem, mapping[LABELS_6[u.label]]) for u in six if LABELS_6[u.label] != "fru"]
     assert [(u.stem, u.label) for u in four] == expected
     assert np.bincount([u.label for u in four]).tolist() == [PER_CLASS, 2 * PER_CLASS, PER_CLASS, PER_CLASS]
     with pytest.raises(ValueError):
-        index_iemocap(tree, classes=5)
+        index_iemocap(iemocap, classes=5)
 
 
-def test_transcripts_from_text_dir_equal_transcriptions(tree: Path) -> None:
-    utterances = index_iemocap(tree)
-    from_json = load_transcripts(utterances, tree, tree / "IEMOCAP" / "texts")
-    from_release = load_transcripts(utterances, tree, None)
+def test_transcripts_from_text_dir_equal_transcriptions(iemocap: Path) -> None:
+    utterances = index_iemocap(iemocap)
+    from_json = load_transcripts(utterances, iemocap, iemocap / "IEMOCAP" / "texts")
+    from_release = load_transcripts(utterances, iemocap, None)
     assert from_json == from_release
     assert all(text.endswith(".") and len(text.split()) >= 2 for text in from_json)
 
 
-def test_missing_transcripts_name_the_stem(fresh_tree: Path) -> None:
-    utterances = index_iemocap(fresh_tree)
+def test_missing_transcripts_name_the_stem(fresh_iemocap: Path) -> None:
+    utterances = index_iemocap(fresh_iemocap)
     stem = utterances[3].stem
-    json_path = fresh_tree / "IEMOCAP" / "texts" / f"{stem}.json"
+    json_path = fresh_iemocap / "IEMOCAP" / "texts" / f"{stem}.json"
     json_path.unlink()
     with pytest.raises(InputError, match=f"{stem}.*{re.escape(str(json_path))}"):
-        load_transcripts(utterances, fresh_tree, fresh_tree / "IEMOCAP" / "texts")
+        load_transcripts(utterances, fresh_iemocap, fresh_iemocap / "IEMOCAP" / "texts")
     json_path.write_text(json.dumps({"text": "wrong key"}))
     with pytest.raises(InputError, match=f"{stem}.*'Utterance'"):
-        load_transcripts(utterances, fresh_tree, fresh_tree / "IEMOCAP" / "texts")
+        load_transcripts(utterances, fresh_iemocap, fresh_iemocap / "IEMOCAP" / "texts")
 
     dialog = utterances[3].wav_path.parent.name
-    trans = fresh_tree / "IEMOCAP" / f"Session{utterances[3].session}" / "dialog" / "transcriptions" / f"{dialog}.txt"
+    trans = fresh_iemocap / "IEMOCAP" / f"Session{utterances[3].session}" / "dialog" / "transcriptions" / f"{dialog}.txt"
     lines = trans.read_text().splitlines(keepends=True)
     trans.write_text("".join(line for line in lines if not line.startswith(stem)))
     with pytest.raises(InputError, match=f"{stem}.*{re.escape(str(trans))}"):
-        load_transcripts(utterances, fresh_tree, None)
+        load_transcripts(utterances, fresh_iemocap, None)
 
 
 def test_unreadable_and_empty_wav_name_the_file(tmp_path: Path) -> None:
@@ -167,8 +159,8 @@ def test_read_waveform_mono_and_truncation(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err == ""
 
 
-def test_synthetic_audio_is_16k_with_short_clips(tree: Path) -> None:
-    lengths = [len(read_waveform(u.wav_path)) for u in index_iemocap(tree)]
+def test_synthetic_audio_is_16k_with_short_clips(iemocap: Path) -> None:
+    lengths = [len(read_waveform(u.wav_path)) for u in index_iemocap(iemocap)]
     assert min(lengths) < 3520 and max(lengths) <= 16000
     assert sum(length >= 4800 for length in lengths) > len(lengths) // 2
 
@@ -195,8 +187,8 @@ def test_split_utterances(shares: tuple[float, float]) -> None:
     assert all(isinstance(i, int) for i in together)
 
 
-def test_split_by_session(tree: Path) -> None:
-    utterances = index_iemocap(tree)
+def test_split_by_session(iemocap: Path) -> None:
+    utterances = index_iemocap(iemocap)
     split = split_by_session(utterances)
     assert sorted(split["train"] + split["val"] + split["test"]) == list(range(len(utterances)))
     assert {utterances[i].session for i in split["train"]} == {1, 2, 3}
@@ -225,13 +217,13 @@ def test_normalize_waveform() -> None:
     assert np.all(normalize_waveform(np.zeros(10)) == 0)
 
 
-def test_prepare_cli(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_prepare_cli(iemocap: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "texts"
-    assert prepare_main(["--audio_dir", str(tree), "--text_dir", str(out)]) == 0
-    utterances = index_iemocap(tree)
+    assert prepare_main(["--audio_dir", str(iemocap), "--text_dir", str(out)]) == 0
+    utterances = index_iemocap(iemocap)
     assert f"wrote {len(utterances)} transcripts" in capsys.readouterr().out
     assert len(list(out.glob("*.json"))) == len(utterances)
-    assert load_transcripts(utterances, tree, out) == load_transcripts(utterances, tree, None)
+    assert load_transcripts(utterances, iemocap, out) == load_transcripts(utterances, iemocap, None)
 
     assert prepare_main(["--audio_dir", str(tmp_path / "missing"), "--text_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -5,19 +5,12 @@ import shutil
 
 import pytest
 
-from datasets.synthetic_iemocap import write_synthetic_iemocap
-from tests.conftest import results_of, run_folder, run_in_process, run_script
+from tests.helpers import last_line, results_of, run_folder, run_in_process, run_script, results_in
 
 README_IEMOCAP = ["--epochs", "30", "--learning_rate", "5e-5", "--batch_size", "4", "--optim", "adam", "--lam", "0.3",
                   "--n_times", "3", "--random_seed", "1234"]
 # Tiny random models need a larger step and a few epochs; the original warm-up would spend them at lr 0.
 TINY_BUDGET = ["--epochs", "6", "--learning_rate", "3e-3", "--batch_size", "8", "--warmup_epochs", "0"]
-
-
-@pytest.fixture(scope="module")
-def iemocap(tmp_path_factory):
-    root = write_synthetic_iemocap(tmp_path_factory.mktemp("iemocap"), per_class=20)
-    return str(root), str(root / "IEMOCAP" / "texts")
 
 
 def numbers(results):
@@ -26,7 +19,7 @@ def numbers(results):
 
 @pytest.fixture(scope="module")
 def t2a_runs(iemocap, tiny_models, tmp_path_factory):
-    audio_dir, text_dir = iemocap
+    audio_dir, text_dir = str(iemocap), str(iemocap / "IEMOCAP" / "texts")
     args = [*README_IEMOCAP, "--audio_dir", audio_dir, "--text_dir", text_dir, "--language_model", "bert",
             "--teacher_path", tiny_models["bert"], "--student_path", tiny_models["wav2vec2"], *TINY_BUDGET,
             "--n_times", "1", "--output_dir", str(tmp_path_factory.mktemp("runs"))]
@@ -56,7 +49,7 @@ def test_t2a_split_records_stems_and_labels(t2a_runs):
 
 
 def test_a2t_readme_command_learns_and_trials_differ(iemocap, tiny_models, tmp_path):
-    audio_dir, text_dir = iemocap
+    audio_dir, text_dir = str(iemocap), str(iemocap / "IEMOCAP" / "texts")
     process = run_script("IEMOCAP_A2T.py", *README_IEMOCAP, "--audio_dir", audio_dir, "--text_dir", text_dir,
                          "--mj_model", "base", "--teacher_path", tiny_models["wav2vec2"], "--student_path",
                          tiny_models["bert"], *TINY_BUDGET, "--n_times", "2", "--output_dir", str(tmp_path))
@@ -70,20 +63,19 @@ def test_a2t_readme_command_learns_and_trials_differ(iemocap, tiny_models, tmp_p
 
 
 def test_very_short_utterances_do_not_crash_time_masking(iemocap, tiny_models, tmp_path, capsys):
-    audio_dir, _ = iemocap
+    audio_dir = str(iemocap)
     # 0.03 s = 480 samples: fewer than the tiny student's time-masking minimum, so the collate pads.
     code, _, err = run_in_process("IEMOCAP_T2A.py", [
         "--audio_dir", audio_dir, "--max_audio_seconds", "0.03", "--lam", "0", "--student_path",
         tiny_models["wav2vec2"], "--epochs", "1", "--n_times", "1", "--classes", "4", "--split", "session",
         "--warmup_epochs", "0", "--output_dir", str(tmp_path)], capsys)
     assert code == 0, err[-2000:]
-    results = json.loads(next(tmp_path.rglob("results.json")).read_text())
-    assert len(results["trials"][0]["test"]["confusion"]) == 4
+    assert len(results_in(tmp_path)["trials"][0]["test"]["confusion"]) == 4
 
 
 def broken_tree(tmp_path, iemocap, breakage):
     root = tmp_path / "broken"
-    shutil.copytree(iemocap[0], root)
+    shutil.copytree(iemocap, root)
     breakage(root / "IEMOCAP")
     return str(root)
 
@@ -101,11 +93,10 @@ def test_bad_iemocap_input_ends_with_one_line_and_exit_2(tmp_path, iemocap, tiny
         tiny_models["wav2vec2"], "--student_path", tiny_models["bert"], "--epochs", "1", "--n_times", "1",
         "--output_dir", str(tmp_path)], capsys)
     assert code == 2, err[-2000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("IEMOCAP_A2T.py: error: ") and message in last
+    assert last_line(err).startswith("IEMOCAP_A2T.py: error: ") and message in last_line(err)
 
 
 def test_unknown_tokenizer_offline_exits_2(iemocap, tmp_path, capsys):
-    code, _, err = run_in_process("IEMOCAP_T2A.py", ["--audio_dir", iemocap[0], "--language_model", "roberta",
+    code, _, err = run_in_process("IEMOCAP_T2A.py", ["--audio_dir", str(iemocap), "--language_model", "roberta",
                                                      "--teacher_path", "random", "--output_dir", str(tmp_path)], capsys)
-    assert code == 2 and "IEMOCAP_T2A.py: error:" in err.strip().splitlines()[-1]
+    assert code == 2 and last_line(err).startswith("IEMOCAP_T2A.py: error:")

@@ -17,11 +17,11 @@ from torchvision.models import resnet18, resnet34
 from transformers import BertModel, RobertaModel, Wav2Vec2Config, Wav2Vec2Model
 
 from models.heads import AvmnistHead, masked_mean
-from models.pretrained import NAMED_MODELS, ModelSource, feature_dim, load_tokenizer
-from models.resnet import ImageResNetStudent, ResNetTeacher, SpectrogramResNetStudent
-from models.text import BertTextStudent, TextTeacher
+from models.pretrained import ModelSource, feature_dim, load_tokenizer, lookup
+from models.resnet import RESNETS, ImageResNetStudent, ResNetTeacher, SpectrogramResNetStudent
+from models.text import LANGUAGE_MODELS, BertTextStudent, TextTeacher
 from models.tiny import TINY_WAV2VEC2
-from models.wav2vec2 import Wav2Vec2AudioStudent, Wav2Vec2Teacher, min_samples_for_time_masking
+from models.wav2vec2 import WAV2VEC2_MODELS, Wav2Vec2AudioStudent, Wav2Vec2Teacher, min_samples_for_time_masking
 from utils.errors import InputError
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,22 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tiny_models) -> str:
-    """A tiny BERT with the uncased tokenizer, saved like a downloaded model folder."""
-    return tiny_models["bert"]
-
-
-@pytest.fixture(scope="module")
-def wav2vec2_dir(tiny_models) -> str:
-    return tiny_models["wav2vec2"]
-
-
-@pytest.fixture(scope="module")
-def resnet18_pth(tiny_models) -> str:
-    return tiny_models["resnet18"]
 
 
 def assert_frozen(teacher: nn.Module) -> None:
@@ -79,34 +63,35 @@ def test_model_source_as_dict() -> None:
      ("bert", 768), ("bert-large", 1024), ("roberta", 768)],
 )
 def test_feature_dim_of_named_models(name: str, dim: int) -> None:
-    assert feature_dim(name, None) == dim
-    assert feature_dim(name, "random") == dim
+    (entry,) = [table[name] for table in (RESNETS, WAV2VEC2_MODELS, LANGUAGE_MODELS) if name in table]
+    assert feature_dim(entry, None) == dim
+    assert feature_dim(entry, "random") == dim
 
 
-def test_feature_dim_reads_config_json_without_weights(tmp_path, resnet18_pth) -> None:
+def test_feature_dim_reads_config_json_without_weights(tmp_path, tiny_models) -> None:
     # A config.json alone is enough: D must not need the weights.
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "wav2vec2", "hidden_size": 48}))
-    assert feature_dim("base", str(tmp_path)) == 48
-    assert feature_dim("resnet34", resnet18_pth) == 512
+    assert feature_dim(WAV2VEC2_MODELS["base"], str(tmp_path)) == 48
+    assert feature_dim(RESNETS["resnet34"], tiny_models["resnet18"]) == 512
 
 
-def test_feature_dim_errors(tmp_path, resnet18_pth) -> None:
+def test_feature_dim_errors(tmp_path, tiny_models) -> None:
     missing = str(tmp_path / "nowhere")
     with pytest.raises(InputError, match=rf"--teacher_path {missing} does not exist"):
-        feature_dim("bert", missing)
+        feature_dim(LANGUAGE_MODELS["bert"], missing)
     with pytest.raises(InputError, match="--student_path"):
-        feature_dim("bert", missing, role="student")
+        feature_dim(LANGUAGE_MODELS["bert"], missing, role="student")
     with pytest.raises(InputError, match="no config.json"):
-        feature_dim("bert", str(tmp_path))
+        feature_dim(LANGUAGE_MODELS["bert"], str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(InputError, match="hidden_size"):
-        feature_dim("bert", str(tmp_path))
+        feature_dim(LANGUAGE_MODELS["bert"], str(tmp_path))
     with pytest.raises(InputError, match="not a folder"):
-        feature_dim("bert", resnet18_pth)
+        feature_dim(LANGUAGE_MODELS["bert"], tiny_models["resnet18"])
     with pytest.raises(InputError, match="not a file"):
-        feature_dim("resnet18", str(tmp_path))
-    with pytest.raises(InputError, match="unknown model 'gpt2'"):
-        feature_dim("gpt2", None)
+        feature_dim(RESNETS["resnet18"], str(tmp_path))
+    with pytest.raises(InputError, match="unknown model 'gpt2'; expected one of bert, bert-large, roberta"):
+        lookup(LANGUAGE_MODELS, "gpt2")
 
 
 @pytest.mark.parametrize(
@@ -116,14 +101,15 @@ def test_feature_dim_errors(tmp_path, resnet18_pth) -> None:
      ("base", Wav2Vec2Model, 94_371_712)],
 )
 def test_random_configs_are_the_named_architectures(name: str, cls: type, params: int) -> None:
+    entry = {**WAV2VEC2_MODELS, **LANGUAGE_MODELS}[name]
     with torch.device("meta"):  # no memory, no init cost
-        model = cls(NAMED_MODELS[name].config())
+        model = cls(entry.config())
     assert sum(p.numel() for p in model.parameters()) == params
-    assert model.config.hidden_size == NAMED_MODELS[name].dim
+    assert model.config.hidden_size == entry.dim
 
 
 def test_random_bert_tokenizer_has_the_uncased_vocabulary() -> None:
-    tokenizer = load_tokenizer("bert-large", "random")
+    tokenizer = load_tokenizer(LANGUAGE_MODELS["bert-large"], "random")
     assert len(tokenizer) == 30522
     ids = tokenizer("Hello world")["input_ids"]
     assert tokenizer.unk_token_id not in ids and len(ids) == 4  # [CLS] hello world [SEP]
@@ -142,16 +128,16 @@ def test_hub_id_offline_is_an_input_error() -> None:
         Wav2Vec2Teacher("base", None)
 
 
-def test_bad_model_folders_are_input_errors(tmp_path, wav2vec2_dir) -> None:
+def test_bad_model_folders_are_input_errors(tmp_path, tiny_models) -> None:
     missing = str(tmp_path / "no_such_model")
     with pytest.raises(InputError, match=rf"--teacher_path {missing} does not exist"):
         Wav2Vec2Teacher("base", missing)
     with pytest.raises(InputError, match=rf"--student_path {missing} does not exist"):
         BertTextStudent(8, 6, missing)
     with pytest.raises(InputError, match="holds a 'wav2vec2' model; expected a bert folder"):
-        TextTeacher("bert", wav2vec2_dir)
+        TextTeacher("bert", tiny_models["wav2vec2"])
     with pytest.raises(InputError, match="expected one of base, large"):
-        Wav2Vec2Teacher("bert", wav2vec2_dir)
+        Wav2Vec2Teacher("bert", tiny_models["wav2vec2"])
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "wav2vec2", "hidden_size": 32}))
     with pytest.raises(InputError, match=rf"--teacher_path {tmp_path}: cannot load"):
         Wav2Vec2Teacher("base", str(tmp_path))  # a config without weights
@@ -180,30 +166,30 @@ def test_avmnist_head_layers() -> None:
 # --- resnet.py ----------------------------------------------------------------------------------
 
 
-def test_resnet_teacher_from_state_dict(tmp_path, resnet18_pth) -> None:
+def test_resnet_teacher_from_state_dict(tmp_path, tiny_models) -> None:
     reference = resnet18(weights=None)
-    reference.load_state_dict(torch.load(resnet18_pth, weights_only=True))
+    reference.load_state_dict(torch.load(tiny_models["resnet18"], weights_only=True))
     reference.fc = nn.Identity()
     reference.eval()
     images = [torch.rand(1, 28, 28) for _ in range(3)]
     expected = reference(torch.stack(images).repeat(1, 3, 1, 1))
 
-    teacher = ResNetTeacher("resnet18", resnet18_pth)
+    teacher = ResNetTeacher("resnet18", tiny_models["resnet18"])
     features = teacher.encode(images)
     assert features.shape == (3, 512) and features.dtype == torch.float32 and teacher.dim == 512
     assert torch.allclose(features, expected, atol=1e-5)
     assert_frozen(teacher)
-    assert teacher.source.as_dict() == {"name": "resnet18", "source": resnet18_pth, "random_init": False, "dim": 512}
+    assert teacher.source.as_dict() == {"name": "resnet18", "source": tiny_models["resnet18"], "random_init": False, "dim": 512}
 
     # A state_dict without the classifier loads the same.
     no_fc = tmp_path / "no_fc.pth"
-    torch.save({k: v for k, v in torch.load(resnet18_pth, weights_only=True).items() if not k.startswith("fc.")}, no_fc)
+    torch.save({k: v for k, v in torch.load(tiny_models["resnet18"], weights_only=True).items() if not k.startswith("fc.")}, no_fc)
     assert torch.allclose(ResNetTeacher("resnet18", str(no_fc)).encode(images), expected, atol=1e-5)
 
 
-def test_resnet_teacher_rejects_bad_files(tmp_path, resnet18_pth) -> None:
+def test_resnet_teacher_rejects_bad_files(tmp_path, tiny_models) -> None:
     with pytest.raises(InputError, match="not a torchvision resnet34 state_dict"):
-        ResNetTeacher("resnet34", resnet18_pth)
+        ResNetTeacher("resnet34", tiny_models["resnet18"])
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=rf"--teacher_path {garbage} is not a readable state_dict"):
@@ -263,8 +249,8 @@ def test_spectrogram_student_init() -> None:
 # --- wav2vec2.py --------------------------------------------------------------------------------
 
 
-def test_min_samples_for_time_masking(wav2vec2_dir) -> None:
-    model = Wav2Vec2Model.from_pretrained(wav2vec2_dir)
+def test_min_samples_for_time_masking(tiny_models) -> None:
+    model = Wav2Vec2Model.from_pretrained(tiny_models["wav2vec2"])
     needed = min_samples_for_time_masking(model.config)
     frames = model._get_feat_extract_output_lengths(torch.tensor([needed - 1, needed]))
     assert frames.tolist() == [model.config.mask_time_length - 1, model.config.mask_time_length]
@@ -272,8 +258,8 @@ def test_min_samples_for_time_masking(wav2vec2_dir) -> None:
     assert min_samples_for_time_masking(Wav2Vec2Config()) == 3280  # wav2vec2-base: 10 frames of 20 ms + 25 ms window
 
 
-def test_wav2vec2_teacher_encodes_each_clip_unpadded(wav2vec2_dir) -> None:
-    teacher = Wav2Vec2Teacher("base", wav2vec2_dir)
+def test_wav2vec2_teacher_encodes_each_clip_unpadded(tiny_models) -> None:
+    teacher = Wav2Vec2Teacher("base", tiny_models["wav2vec2"])
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal(n).astype(np.float32) for n in (1000, 1600, 1000, 2400)]
     together = teacher.encode(clips)
@@ -290,19 +276,19 @@ def test_wav2vec2_teacher_encodes_each_clip_unpadded(wav2vec2_dir) -> None:
     assert not torch.allclose(hidden.mean(1), together[0:1], atol=1e-3)
 
 
-def test_wav2vec2_teacher_frozen_and_checks_clips(wav2vec2_dir) -> None:
-    teacher = Wav2Vec2Teacher("base", wav2vec2_dir)
+def test_wav2vec2_teacher_frozen_and_checks_clips(tiny_models) -> None:
+    teacher = Wav2Vec2Teacher("base", tiny_models["wav2vec2"])
     assert_frozen(teacher)
-    assert teacher.dim == 32 and teacher.source.source == wav2vec2_dir and "per-clip" in teacher.identity
+    assert teacher.dim == 32 and teacher.source.source == tiny_models["wav2vec2"] and "per-clip" in teacher.identity
     with pytest.raises(InputError, match="needs at least"):
         teacher.encode([np.zeros(teacher.min_samples - 1, np.float32)])
     with pytest.raises(InputError, match="1-D"):
         teacher.encode([np.zeros((2, 1000), np.float32)])
 
 
-def test_wav2vec2_student_shortest_input(wav2vec2_dir) -> None:
+def test_wav2vec2_student_shortest_input(tiny_models) -> None:
     torch.manual_seed(0)
-    student = Wav2Vec2AudioStudent(16, 6, wav2vec2_dir).train()
+    student = Wav2Vec2AudioStudent(16, 6, tiny_models["wav2vec2"]).train()
     assert student.wav2vec2.config.mask_time_prob == 0.3
     assert not any(p.requires_grad for p in student.wav2vec2.feature_extractor.parameters())
     n = student.min_input_samples
@@ -317,9 +303,9 @@ def test_wav2vec2_student_shortest_input(wav2vec2_dir) -> None:
         student.eval()(torch.randn(1, n), torch.tensor([[1] * 50 + [0] * (n - 50)]))
 
 
-def test_wav2vec2_student_learns(wav2vec2_dir) -> None:
+def test_wav2vec2_student_learns(tiny_models) -> None:
     torch.manual_seed(0)
-    student = Wav2Vec2AudioStudent(16, 3, wav2vec2_dir)
+    student = Wav2Vec2AudioStudent(16, 3, tiny_models["wav2vec2"])
     inputs, mask, labels = torch.randn(3, 900), torch.ones(3, 900), torch.tensor([0, 1, 2])
     optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=3e-3)
 
@@ -339,8 +325,8 @@ def test_wav2vec2_student_learns(wav2vec2_dir) -> None:
 
 def test_random_student_warns(monkeypatch, capsys) -> None:
     # A tiny stand-in for wav2vec2-base's config keeps this fast; the rest is the real `random` branch.
-    tiny = dataclasses.replace(NAMED_MODELS["base"], config=lambda: Wav2Vec2Config(**TINY_WAV2VEC2))
-    monkeypatch.setitem(NAMED_MODELS, "base", tiny)
+    tiny = dataclasses.replace(WAV2VEC2_MODELS["base"], config=lambda: Wav2Vec2Config(**TINY_WAV2VEC2))
+    monkeypatch.setitem(WAV2VEC2_MODELS, "base", tiny)
     student = Wav2Vec2AudioStudent(8, 4, "random")
     assert capsys.readouterr().err.strip() == (
         "warning: student wav2vec2-base is randomly initialised (--student_path random)"
@@ -351,8 +337,8 @@ def test_random_student_warns(monkeypatch, capsys) -> None:
 # --- text.py ------------------------------------------------------------------------------------
 
 
-def test_text_teacher_ignores_padding(bert_dir) -> None:
-    teacher = TextTeacher("bert", bert_dir)
+def test_text_teacher_ignores_padding(tiny_models) -> None:
+    teacher = TextTeacher("bert", tiny_models["bert"])
     assert_frozen(teacher)
     sentences = ["This is about Emotion 3.", "a much longer sentence that forces the first one to be padded a lot"]
     together = teacher.encode(sentences)
@@ -362,9 +348,9 @@ def test_text_teacher_ignores_padding(bert_dir) -> None:
     assert teacher.encode(["word " * 300]).shape == (1, 32)  # truncated to 128 tokens
 
 
-def test_bert_student(bert_dir) -> None:
+def test_bert_student(tiny_models) -> None:
     torch.manual_seed(0)
-    student = BertTextStudent(16, 6, bert_dir)
+    student = BertTextStudent(16, 6, tiny_models["bert"])
     batch = student.tokenize(["i am so happy today", "no"])
     assert set(batch) == {"input_ids", "attention_mask", "token_type_ids"}
     assert student.tokenize(["word " * 300])["input_ids"].shape[1] == 128

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from datasets.pairing import OtherSamplePartners, PairedPartners, TemplatePartners, draw_unpaired_partners
+from utils.pairing import (OtherSamplePartners, PairedPartners, TemplatePartners, draw_unpaired_partners,
+                           training_partners)
 from utils.errors import InputError
 
 
@@ -29,6 +30,15 @@ def test_partner_rules_return_teacher_keys():
     assert list(PairedPartners(keys).draw(np.array([2, 0]))) == [30, 10]
     template = TemplatePartners(np.arange(6), np.random.default_rng(0)).draw(np.zeros(500, dtype=int))
     assert set(template) == set(range(6))
+
+
+def test_training_partners_follow_the_pairing_option():
+    keys, rng = np.array([10, 20, 30]), np.random.default_rng(0)
+    assert isinstance(training_partners("paired", keys, None, rng), PairedPartners)
+    assert isinstance(training_partners("unpaired", keys, None, rng), OtherSamplePartners)
+    templates = training_partners("unpaired", keys, np.arange(6), rng)
+    assert isinstance(templates, TemplatePartners) and list(templates.possible_keys()) == list(range(6))
+    assert isinstance(training_partners("paired", keys, np.arange(6), rng), PairedPartners)  # paired wins
 
 
 def test_draws_are_reproducible_per_seed():

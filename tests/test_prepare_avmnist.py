@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from datasets.avmnist_writer import MARKER
-from datasets.prepare_avmnist import main
-from datasets.spectrogram import log_power_spectrogram
+from datasets.tools.avmnist_writer import MARKER
+from datasets.tools.prepare_avmnist import main
+from datasets.tools.spectrogram import log_power_spectrogram
 
 N_TRAIN, N_TEST = 30, 10
 SPEAKERS = ("jackson", "nicolas")

@@ -8,25 +8,10 @@ import torch
 
 import AVMNIST_A2V
 import AVMNIST_V2A
-from datasets.synthetic import write_synthetic_avmnist
-from utils.config import parse_args
+from tests.helpers import build_trial, last_line, results_in
 from utils.errors import InputError
+from utils.run import summarise
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
-from utils.trials import build_trial, summarise, teacher_source
-
-
-@pytest.fixture(scope="module")
-def avmnist(tmp_path_factory):
-    return str(write_synthetic_avmnist(tmp_path_factory.mktemp("avmnist"), n_train=40, n_test=20))
-
-
-def trial(script, argv, tmp_path, seed=42):
-    args = parse_args(script.SCRIPT, argv)
-    experiment = script.build_experiment(args)
-    features = teacher_source(experiment, args, torch.device("cpu"))
-    folder = tmp_path / f"trial_{len(list(tmp_path.iterdir()))}"
-    folder.mkdir()
-    return build_trial(experiment, args, seed, torch.device("cpu"), features, folder), folder
 
 
 def first_batches(setup, n=3):
@@ -34,37 +19,38 @@ def first_batches(setup, n=3):
 
 
 def test_lam_zero_and_lam_positive_runs_are_paired(avmnist, tiny_models, tmp_path):
-    base = ["--data_root", avmnist, "--batch_size", "8", "--teacher_path", tiny_models["resnet18"]]
-    plain, plain_dir = trial(AVMNIST_V2A, [*base, "--lam", "0"], tmp_path)
-    helped, helped_dir = trial(AVMNIST_V2A, [*base, "--lam", "0.3"], tmp_path)
+    base = ["--data_root", str(avmnist), "--batch_size", "8", "--teacher_path", tiny_models["resnet18"]]
+    plain = build_trial(AVMNIST_V2A, [*base, "--lam", "0"], tmp_path / "plain")
+    helped = build_trial(AVMNIST_V2A, [*base, "--lam", "0.3"], tmp_path / "helped")
     assert plain.teacher_features is None and helped.teacher_features is not None
-    assert (plain_dir / "split.json").read_text() == (helped_dir / "split.json").read_text()
+    assert (tmp_path / "plain" / "split.json").read_text() == (tmp_path / "helped" / "split.json").read_text()
     for (name, a), b in zip(plain.student.state_dict().items(), helped.student.state_dict().values()):
         assert torch.equal(a, b), name
     assert first_batches(plain) == first_batches(helped)
-    other, _ = trial(AVMNIST_V2A, [*base, "--lam", "0"], tmp_path, seed=43)
+    other = build_trial(AVMNIST_V2A, [*base, "--lam", "0"], tmp_path / "other", seed=43)
     assert first_batches(other) != first_batches(plain)
 
 
 def test_split_file_and_subset(avmnist, tiny_models, tmp_path):
-    base = ["--data_root", avmnist, "--teacher_path", tiny_models["resnet18"]]
-    _, folder = trial(AVMNIST_V2A, [*base, "--subset", "5"], tmp_path)
-    split = json.loads((folder / "split.json").read_text())
-    assert [len(split[k]) for k in ("train", "val", "test")] == [5, 4, 5] and split["subset"] == 5
-    reused, reused_folder = trial(AVMNIST_V2A, [*base, "--split_file", str(folder / "split.json")], tmp_path, seed=7)
-    assert json.loads((reused_folder / "split.json").read_text())["train"] == split["train"]
+    base = ["--data_root", str(avmnist), "--teacher_path", tiny_models["resnet18"]]
+    build_trial(AVMNIST_V2A, [*base, "--subset", "5"], tmp_path / "first")
+    split = json.loads((tmp_path / "first" / "split.json").read_text())
+    assert [len(split[k]) for k in ("train", "val", "test")] == [5, 5, 5] and split["subset"] == 5
+    reused = build_trial(AVMNIST_V2A, [*base, "--split_file", str(tmp_path / "first" / "split.json")],
+                         tmp_path / "reused", seed=7)
+    assert json.loads((tmp_path / "reused" / "split.json").read_text())["train"] == split["train"]
     assert len(reused.splits["train"].dataset) == 5
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [0, 1], "val": [1], "test": [0]}))
     with pytest.raises(InputError, match="share items"):
-        trial(AVMNIST_V2A, [*base, "--split_file", str(bad)], tmp_path)
+        build_trial(AVMNIST_V2A, [*base, "--split_file", str(bad)], tmp_path / "bad")
 
 
 def test_cached_features_equal_in_loop_features(avmnist, tiny_models, tmp_path):
     for script, teacher in ((AVMNIST_V2A, "resnet18"), (AVMNIST_A2V, "wav2vec2")):
-        argv = ["--data_root", avmnist, "--teacher_path", tiny_models[teacher]]
-        cached, _ = trial(script, argv, tmp_path)
-        in_loop, _ = trial(script, [*argv, "--teacher_cache", "off"], tmp_path)
+        argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models[teacher], "--subset", "12"]
+        cached = build_trial(script, argv, tmp_path / f"{script.SCRIPT}_cached")
+        in_loop = build_trial(script, [*argv, "--teacher_cache", "off"], tmp_path / f"{script.SCRIPT}_in_loop")
         assert isinstance(cached.teacher_features, TeacherFeatureCache)
         assert isinstance(in_loop.teacher_features, InLoopTeacher)
         keys = torch.as_tensor(np.concatenate([cached.splits["train"].teacher_keys[:6],
@@ -78,18 +64,17 @@ def test_summary_uses_population_std():
 
 
 def test_bf16_autocast_and_deterministic_run_in_process(avmnist, tiny_models, tmp_path, capsys):
-    code = AVMNIST_A2V.main(["--data_root", avmnist, "--teacher_path", tiny_models["wav2vec2"], "--amp", "bf16",
+    code = AVMNIST_A2V.main(["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--amp", "bf16",
                              "--deterministic", "--subset", "8", "--batch_size", "4", "--epochs", "1",
                              "--n_times", "1", "--no_progress", "--output_dir", str(tmp_path)])
     assert code == 0
-    results = json.loads(next(tmp_path.rglob("results.json")).read_text())
-    assert np.isfinite(results["trials"][0]["test"]["latent_loss"])
+    assert np.isfinite(results_in(tmp_path)["trials"][0]["test"]["latent_loss"])
 
 
 def test_diverging_loss_exits_1_and_keeps_the_run_folder(avmnist, tmp_path, capsys):
-    code = AVMNIST_A2V.main(["--data_root", avmnist, "--lam", "0", "--optim", "sgd", "--learning_rate", "1e30",
+    code = AVMNIST_A2V.main(["--data_root", str(avmnist), "--lam", "0", "--optim", "sgd", "--learning_rate", "1e30",
                              "--subset", "8", "--batch_size", "4", "--epochs", "2", "--n_times", "1",
                              "--no_progress", "--output_dir", str(tmp_path)])
     assert code == 1
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("AVMNIST_A2V.py: error: the training loss")
+    assert last_line(capsys.readouterr().err).startswith("AVMNIST_A2V.py: error: the training loss")
     assert next(tmp_path.rglob("args.json")).is_file()

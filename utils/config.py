@@ -1,39 +1,26 @@
-"""The command line shared by the four scripts, with each script's README values as defaults.
+"""Shared command-line options: each script builds its parser from these groups and adds its own options.
 
-All four scripts accept the original option names (the original parsers were copies of one another);
-the options that only one family uses are still accepted by the others, and recorded, so that a
-command copied between scripts never fails on an unknown option.
+A script states its README defaults, its teacher choice, its data-path options and its `--demo`
+settings itself; `parse_script_args` then applies what every script shares (the demo defaults, the
+checks, the device). The original code gave all four scripts one copied parser, so a command copied
+between scripts may carry the other family's original options: they are still accepted, hidden from
+`--help`, and ignored with a notice.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 
-SCRIPT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "AVMNIST_V2A": dict(epochs=30, learning_rate=1e-3, batch_size=32, optim="adam", lam=0.3, n_times=3,
-                        random_seed=42, lr_decay_step=25, lr_decay_ratio=0.1, mj_model="resnet18"),
-    "AVMNIST_A2V": dict(epochs=30, learning_rate=1e-3, batch_size=32, optim="adam", lam=0.3, n_times=3,
-                        random_seed=42, lr_decay_step=25, lr_decay_ratio=0.1, mj_model="base"),
-    "IEMOCAP_T2A": dict(epochs=30, learning_rate=5e-5, batch_size=4, optim="adam", lam=0.3, n_times=3,
-                        random_seed=1234, lr_decay_step=25, lr_decay_ratio=0.1, mj_model="base",
-                        language_model="bert"),
-    "IEMOCAP_A2T": dict(epochs=30, learning_rate=5e-5, batch_size=4, optim="adam", lam=0.3, n_times=3,
-                        random_seed=1234, lr_decay_step=25, lr_decay_ratio=0.1, mj_model="base",
-                        language_model="bert"),
-}
-
-# Which teacher names --mj_model may pick; anything else falls back to the first, with a notice,
-# because the README itself passes `--mj_model resnet18` to the audio-teacher script A2V.
-MJ_MODEL_CHOICES: dict[str, tuple[str, ...]] = {
-    "AVMNIST_V2A": ("resnet18", "resnet34"),
-    "AVMNIST_A2V": ("base", "large"),
-    "IEMOCAP_A2T": ("base", "large"),
-}
-LANGUAGE_MODELS = ("bert", "bert-large", "roberta")
+# The options of the original scripts (all four shared one parser).
+ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed", "--batch_size", "--epochs",
+                    "--learning_rate", "--lr_decay_ratio", "--lr_decay_step", "--language_model", "--mj_model",
+                    "--optim", "--lam", "--version", "--pca", "--gpu_ids", "--n_times")
+DEMO_DIR = Path.home() / ".cache" / "one-modality-demo"
 
 
 def str2bool(value: str) -> bool:
@@ -46,24 +33,30 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, yes/no or 1/0, got {value!r}")
 
 
-def _number(kind: type, check, expected: str):
-    def parse(value: str):
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
-        if not check(number):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
-        return number
-
-    parse.__name__ = expected  # argparse names the type in its messages
-    return parse
+def _number(kind: type, value: str, expected: str, check: Callable[[Any], bool]) -> Any:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    if not check(number):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+    return number
 
 
-unit_interval = _number(float, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]")
-positive_int = _number(int, lambda x: x >= 1, "an integer >= 1")
-non_negative_int = _number(int, lambda x: x >= 0, "an integer >= 0")
-positive_float = _number(float, lambda x: x > 0, "a number > 0")
+def unit_interval(value: str) -> float:
+    return _number(float, value, "a number in [0, 1]", lambda x: 0.0 <= x <= 1.0)
+
+
+def positive_int(value: str) -> int:
+    return _number(int, value, "an integer >= 1", lambda x: x >= 1)
+
+
+def non_negative_int(value: str) -> int:
+    return _number(int, value, "an integer >= 0", lambda x: x >= 0)
+
+
+def positive_float(value: str) -> float:
+    return _number(float, value, "a number > 0", lambda x: x > 0)
 
 
 def device_name(value: str) -> str:
@@ -78,78 +71,154 @@ def gpu_ids(value: str) -> str:
     raise argparse.ArgumentTypeError(f"expected comma-separated GPU numbers such as 0 or 0,1, got {value!r}")
 
 
-def build_parser(script: str) -> argparse.ArgumentParser:
-    defaults = SCRIPT_DEFAULTS[script]
-    parser = argparse.ArgumentParser(prog=f"{script}.py", description=f"{script}: one modality model helps train another.")
-    original = parser.add_argument_group("original options")
-    original.add_argument("--data_root", help="AVMNIST folder (original or MultiBench layout)")
-    original.add_argument("--audio_dir", help="IEMOCAP: the folder holding IEMOCAP/ (or IEMOCAP/ itself)")
-    original.add_argument("--text_dir", help="IEMOCAP: folder of <stem>.json transcripts (key 'Utterance')")
-    original.add_argument("--random_seed", type=int)
-    original.add_argument("--batch_size", type=positive_int)
-    original.add_argument("--epochs", type=positive_int)
-    original.add_argument("--learning_rate", type=positive_float)
-    original.add_argument("--lr_decay_ratio", type=positive_float, help="AVMNIST StepLR gamma")
-    original.add_argument("--lr_decay_step", type=positive_int, help="AVMNIST StepLR step (epochs)")
-    original.add_argument("--language_model", choices=LANGUAGE_MODELS, help="T2A teacher")
-    original.add_argument("--mj_model", help="the teacher: resnet18|resnet34 (V2A), base|large (A2V, A2T)")
-    original.add_argument("--optim", choices=("sgd", "adam", "adamw"))
-    original.add_argument("--lam", type=unit_interval, help="weight of the latent loss; 0 = no teacher")
-    original.add_argument("--version", default="", help="free text, recorded")
-    original.add_argument("--pca", type=str2bool, default=True, help="AVMNIST: PCA images (true) or raw (false)")
-    original.add_argument("--gpu_ids", type=gpu_ids, default="0", help="comma-separated; CUDA runs on the first")
-    original.add_argument("--n_times", type=positive_int, help="number of seeded trials")
-
-    new = parser.add_argument_group("new options")
-    new.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
-    new.add_argument("--num_workers", type=non_negative_int, help="DataLoader workers (default 4 on CUDA, 0 on CPU)")
-    new.add_argument("--output_dir", default="runs")
-    new.add_argument("--teacher_path", help="local teacher weights: HF folder, ResNet .pth, or 'random'")
-    new.add_argument("--student_path", help="local student init (IEMOCAP): HF folder or 'random'")
-    new.add_argument("--pairing", choices=("unpaired", "paired"), default="unpaired")
-    new.add_argument("--teacher_cache", choices=("on", "off"), default="on")
-    new.add_argument("--cache_dir", help="keep teacher features on disk here, reused across runs")
-    new.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
-    new.add_argument("--deterministic", action="store_true")
-    new.add_argument("--subset", type=positive_int, help="keep the first N samples of each split")
-    new.add_argument("--split_file", help="reuse the split.json of an earlier trial")
-    new.add_argument("--demo", action="store_true", help="run on the built-in small data and models")
-    new.add_argument("--demo_dir", help="where the demo data and models are built and cached")
-    new.add_argument("--no_progress", action="store_true")
-    iemocap = parser.add_argument_group("IEMOCAP options")
-    iemocap.add_argument("--max_audio_seconds", type=positive_float)
-    iemocap.add_argument("--warmup_epochs", type=non_negative_int, default=2)
-    iemocap.add_argument("--classes", type=int, choices=(6, 4), default=6)
-    iemocap.add_argument("--split", choices=("random", "session"), default="random")
-    parser.set_defaults(**defaults)
+def script_parser(script: str, description: str, defaults: dict[str, Any]) -> argparse.ArgumentParser:
+    """A script's parser with the options every script shares, and the script's own default values."""
+    parser = argparse.ArgumentParser(prog=f"{script}.py", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(**defaults)  # also applies to the options the script adds next
+    add_training_options(parser)
     return parser
 
 
-def parse_args(script: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse and check the options of `script`; errors exit 2 through argparse."""
-    parser = build_parser(script)
-    known, _ = parser.parse_known_args(argv)
-    if known.demo:
-        from utils.demo import demo_defaults  # builds data on first use: only imported for --demo
+class FirstChoiceFallback(argparse.Action):
+    """A choice where any other value means the first choice, with a notice (the README itself passes
+    `--mj_model resnet18` to the audio-teacher script A2V)."""
 
-        parser.set_defaults(**demo_defaults(script, known.demo_dir))
+    def __init__(self, option_strings: list[str], dest: str, known: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, metavar="{" + ",".join(known) + "}", **kwargs)
+        self.known = tuple(known)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any,
+                 option_string: str | None = None) -> None:
+        if value not in self.known:
+            print(f"notice: {option_string} {value!r} is not one of {', '.join(self.known)}; using {self.known[0]}",
+                  file=sys.stderr)
+            value = self.known[0]
+        setattr(namespace, self.dest, value)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The options every script shares: the original training options and the new run options."""
+    training = parser.add_argument_group("training (the original options)")
+    training.add_argument("--random_seed", type=int, help="trial k uses seed random_seed + k")
+    training.add_argument("--n_times", type=positive_int, help="number of seeded trials")
+    training.add_argument("--epochs", type=positive_int, help="training epochs of each trial")
+    training.add_argument("--batch_size", type=positive_int, help="samples per training step")
+    training.add_argument("--learning_rate", type=positive_float, help="the optimizer's learning rate")
+    training.add_argument("--optim", choices=("sgd", "adam", "adamw"),
+                          help="adam / adamw (weight decay 5e-4), sgd (momentum 0.9, weight decay 5e-4)")
+    training.add_argument("--lam", type=unit_interval,
+                          help="weight of the feature loss: (1 - lam) CE + lam MSE; 0 = the student alone, no teacher")
+    training.add_argument("--gpu_ids", type=gpu_ids, default="0", help="comma-separated; CUDA runs on the first")
+    training.add_argument("--version", default="", help="free text, recorded in args.json")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", type=device_name, default="auto",
+                     help="auto, cpu, cuda or cuda:N (wins over --gpu_ids)")
+    run.add_argument("--num_workers", type=non_negative_int, help="DataLoader workers (default 4 on CUDA, 0 on CPU)")
+    run.add_argument("--output_dir", default="runs", help="every run writes a new folder inside it")
+    run.add_argument("--teacher_path", help="local teacher weights (Hugging Face folder or ResNet .pth), or 'random'")
+    run.add_argument("--pairing", choices=("unpaired", "paired"), default="unpaired",
+                     help="the teacher's training input: another sample's (the paper) or the sample's own (ablation)")
+    run.add_argument("--teacher_cache", choices=("on", "off"), default="on",
+                     help="on: each teacher feature computed once; off: the teacher runs in the loop")
+    run.add_argument("--cache_dir", help="also keep teacher features on disk here, reused across runs")
+    run.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                     help="autocast: bf16 (CPU or CUDA) or fp16 (CUDA, with a gradient scaler)")
+    run.add_argument("--deterministic", action="store_true", help="deterministic kernels (cudnn, cuBLAS)")
+    run.add_argument("--subset", type=positive_int, help="keep the first N samples of each split")
+    run.add_argument("--split_file", help="reuse the split.json of an earlier trial")
+    run.add_argument("--demo", action="store_true", help="run on the built-in small data and models")
+    run.add_argument("--demo_dir", default=str(DEMO_DIR), help="where the demo data and models are built and kept")
+    run.add_argument("--no_progress", action="store_true", help="no progress bars")
+
+
+def add_avmnist_options(parser: argparse.ArgumentParser, images: str) -> None:
+    """AVMNIST's data folder, its images (`images` says whose they are) and the StepLR schedule."""
+    avmnist = parser.add_argument_group("AVMNIST")
+    avmnist.add_argument("--data_root", help="the AVMNIST folder (original layout, or MultiBench's without WAVs)")
+    avmnist.add_argument("--pca", type=str2bool, default=True,
+                         help=f"{images}: PCA images (true) or the raw ones (false); true/false, yes/no, 1/0")
+    avmnist.add_argument("--lr_decay_step", type=positive_int, help="StepLR: epochs between learning-rate decays")
+    avmnist.add_argument("--lr_decay_ratio", type=positive_float, help="StepLR: factor of each decay")
+
+
+def add_iemocap_options(parser: argparse.ArgumentParser, student: str) -> None:
+    """IEMOCAP's data selection, the pretrained `student` to start from, and the original warm-up schedule."""
+    iemocap = parser.add_argument_group("IEMOCAP")
+    iemocap.add_argument("--audio_dir", help="the folder holding IEMOCAP/ (or IEMOCAP/ itself)")
+    iemocap.add_argument("--text_dir", help="folder of <stem>.json transcripts (key 'Utterance'); "
+                                            "default: the release's dialog/transcriptions")
+    iemocap.add_argument("--classes", type=int, choices=(6, 4), default=6,
+                         help="6 (neu hap ang sad exc fru) or 4 (exc merged into hap, fru dropped)")
+    iemocap.add_argument("--split", choices=("random", "session"), default="random",
+                         help="random per utterance (the original) or session (Session5 test, Session4 val)")
+    iemocap.add_argument("--max_audio_seconds", type=positive_float,
+                         help="keep the first S seconds of every utterance (student and teacher alike)")
+    iemocap.add_argument("--warmup_epochs", type=non_negative_int, default=2,
+                         help="linear warm-up epochs of the original schedule (with 2, epoch 1 runs at lr 0); 0 = none")
+    iemocap.add_argument("--student_path", help=f"local weights to start the student from instead of {student} "
+                                                "(a Hugging Face folder), or 'random'")
+
+
+def announce_demo(demo_dir: Path, note: str) -> None:
+    """The one stderr line that says where the demo lives and what its models are."""
+    print(f"demo: data and models in {demo_dir}; {note}", file=sys.stderr)
+
+
+def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, required: str,
+                      demo_settings: Callable[[Path], dict[str, Any]] | None = None) -> argparse.Namespace:
+    """Parse a script's options and check them; errors exit 2 through argparse.
+
+    `required` is the data option needed unless `--demo`; with `--demo`, `demo_settings(demo_dir)` builds
+    (or reuses) the demo data and returns the defaults it runs with (options given still win). A script
+    without `demo_settings` has no demo.
+    """
+    _accept_other_original_options(parser)
+    demo = argparse.ArgumentParser(add_help=False)
+    demo.add_argument("--demo", action="store_true")
+    demo.add_argument("--demo_dir", default=str(DEMO_DIR))
+    wanted, _ = demo.parse_known_args(argv)
+    if wanted.demo and demo_settings is None:
+        parser.error("this script has no --demo; give its data option")
+    if wanted.demo:
+        parser.set_defaults(**demo_settings(Path(wanted.demo_dir)))
     args = parser.parse_args(argv)
-    args.script = script
-    choices = MJ_MODEL_CHOICES.get(script)
-    if choices and args.mj_model not in choices:
-        print(f"notice: --mj_model {args.mj_model!r} is not one of {', '.join(choices)}; using {choices[0]}",
-              file=sys.stderr)
-        args.mj_model = choices[0]
+    args.script = parser.prog.removesuffix(".py")
+    _ignore_other_original_options(args)
     if args.amp == "fp16" and not resolve_device(args).type == "cuda":
         parser.error("--amp fp16 needs CUDA (use --amp bf16 on the CPU)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device} asked for CUDA, but no CUDA device is available")
-    needed = "--data_root" if script.startswith("AVMNIST") else "--audio_dir"
-    if not args.demo and not getattr(args, needed[2:]):
-        parser.error(f"{needed} is required (or --demo for the built-in data)")
+    if not args.demo and getattr(args, required.removeprefix("--")) is None:
+        parser.error(f"{required} is required (or --demo for the built-in data)")
     if args.num_workers is None:
         args.num_workers = 4 if resolve_device(args).type == "cuda" else 0
     return args
+
+
+_OTHER_FAMILY = "other_family_options"
+
+
+def _accept_other_original_options(parser: argparse.ArgumentParser) -> None:
+    """The original options this script does not use: accepted, hidden from --help."""
+    for name in ORIGINAL_OPTIONS:
+        try:
+            parser.add_argument(name, dest=f"{_OTHER_FAMILY}:{name}", help=argparse.SUPPRESS)
+        except argparse.ArgumentError:  # the script's own option
+            continue
+
+
+def _ignore_other_original_options(args: argparse.Namespace) -> None:
+    """Drop the hidden options from `args`, with one notice naming those that were given."""
+    given = []
+    for dest in [d for d in vars(args) if d.startswith(_OTHER_FAMILY)]:
+        if getattr(args, dest) is not None:
+            given.append(dest.split(":", 1)[1])
+        delattr(args, dest)
+    if given:
+        print(f"notice: {args.script}.py does not use {', '.join(given)} (an option of the other experiments); "
+              "ignored", file=sys.stderr)
 
 
 def resolve_device(args: argparse.Namespace) -> torch.device:

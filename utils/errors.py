@@ -1,7 +1,7 @@
 """The two ways a run ends on purpose: bad input (exit 2) and a diverged trial (exit 1).
 
 Library code raises these; only the entry scripts turn them into the one-line
-``<script>: error: ...`` message and the exit code (see ``utils.trials.exit_on_errors``).
+``<script>: error: ...`` message and the exit code (see ``utils.entry.run_script``).
 """
 
 

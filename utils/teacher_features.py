@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -175,24 +175,3 @@ class TeacherFeatureCache:
         save_file({"keys": keys.cpu().contiguous(), "features": self.features[rows].cpu().contiguous()}, str(tmp),
                   metadata={"teacher": self.teacher.identity, "data": self.inputs.fingerprint})
         os.replace(tmp, self.path)
-
-
-def fingerprint_of(parts: Sequence[Any]) -> str:
-    """A short hash of whatever identifies a data set (array bytes, file names, sizes, times)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(repr(part).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:24]
-
-
-def file_stats(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
-    """(name, size, mtime) of each file: cheap to read, and changes whenever a file is rewritten."""
-    stats = []
-    for path in paths:
-        info = os.stat(path)
-        stats.append((Path(path).name, info.st_size, info.st_mtime_ns))
-    return stats

@@ -14,38 +14,23 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from utils.data import Split
 from utils.errors import NonFiniteLossError
 from utils.loss import synergy_loss
 from utils.metrics import MetricAccumulator
+from utils.pairing import Partners
 from utils.teacher_features import autocast
 
 METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
                    "train_seconds", "epoch_seconds")
-
-
-class Batch(NamedTuple):
-    """What every collate function returns."""
-
-    inputs: dict[str, torch.Tensor]  # keyword arguments of the student's forward
-    labels: torch.Tensor
-    positions: torch.Tensor  # each sample's index in its split
-
-
-@dataclass
-class Split:
-    """One split of a trial: the student's dataset (items end with their position) and each
-    position's own (paired) teacher-input key."""
-
-    dataset: Dataset
-    teacher_keys: np.ndarray
 
 
 TeacherSource = Callable[[torch.Tensor], torch.Tensor]
@@ -86,12 +71,12 @@ def run_epoch(student: nn.Module, loader: DataLoader, *, lam: float, device: tor
 
 @dataclass
 class TrialSetup:
-    """Everything one trial trains with; built by `utils.trials.run_trials`."""
+    """Everything one trial trains with; built by `utils.trial.Trials.build`."""
 
     student: nn.Module
     loaders: dict[str, DataLoader]
     splits: dict[str, Split]
-    partners: Any  # draws training partners' keys: `.draw(positions)`
+    partners: Partners  # draws training partners' keys: `.draw(positions)`
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     teacher_features: TeacherSource | None

@@ -57,3 +57,17 @@ class PairedPartners:
 
     def possible_keys(self) -> np.ndarray:
         return self.train_keys
+
+
+Partners = OtherSamplePartners | TemplatePartners | PairedPartners
+
+
+def training_partners(pairing: str, train_keys: np.ndarray, unpaired_pool: np.ndarray | None,
+                      rng: np.random.Generator) -> Partners:
+    """A trial's training partners: with `--pairing paired` the sample's own teacher input; unpaired, a
+    uniform draw from `unpaired_pool` (T->A's template sentences) or, without a pool, another training sample."""
+    if pairing == "paired":
+        return PairedPartners(train_keys)
+    if unpaired_pool is not None:
+        return TemplatePartners(unpaired_pool, rng)
+    return OtherSamplePartners(train_keys, rng)

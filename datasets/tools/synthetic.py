@@ -1,7 +1,7 @@
 """Small, learnable synthetic data sets in the real layouts, for tests and quick checks.
 
-    python -m datasets.synthetic avmnist OUT [--n_train 200 --n_test 60 --layout original|multibench]
-    python -m datasets.synthetic iemocap OUT
+    python -m datasets.tools.synthetic avmnist OUT [--n_train 200 --n_test 60 --layout original|multibench]
+    python -m datasets.tools.synthetic iemocap OUT
 
 AVMNIST: the label is recoverable from the image (a bright block at a class-specific place), from
 the spectrogram (a bright class-specific frequency band) and from the WAV (a class-specific tone).
@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import soundfile
 
-from datasets.synthetic_iemocap import write_synthetic_iemocap
+from datasets.tools.synthetic_iemocap import write_synthetic_iemocap
 
 WAV_RATE = 8_000
 
@@ -70,7 +70,7 @@ def write_synthetic_avmnist(out: str | Path, n_train: int = 200, n_test: int = 6
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasets.synthetic", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m datasets.tools.synthetic", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=("avmnist", "iemocap"))
     parser.add_argument("out")

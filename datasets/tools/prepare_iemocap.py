@@ -1,6 +1,6 @@
 """Write ``--text_dir`` files from the IEMOCAP release's transcriptions.
 
-    python -m datasets.prepare_iemocap --audio_dir D --text_dir OUT
+    python -m datasets.tools.prepare_iemocap --audio_dir D --text_dir OUT
 
 writes ``OUT/<stem>.json`` = ``{"Utterance": text}`` for every utterance of the 6-class selection
 (torchaudio's; the 4-class selection is a subset of it), the files ``--text_dir`` expects.

@@ -1,8 +1,8 @@
-"""Small real-ish demo data, built on first use and cached: `python -m datasets.demo [--demo_dir D]`.
+"""Small real-ish demo data, built on first use and cached: `python -m datasets.tools.demo [--demo_dir D]`.
 
 - AVMNIST: scikit-learn's 1,797 real handwritten digits (8×8, upscaled to 28×28 like MNIST), each
   paired by label with the digit's word spoken by espeak-ng; the voices of the test split are held
-  out from training. Written in the original AVMNIST layout (`datasets.avmnist_writer`).
+  out from training. Written in the original AVMNIST layout (`datasets.tools.avmnist_writer`).
 - IEMOCAP: a mini tree of spoken sentences in the real IEMOCAP layout, 5 sessions, 6 emotions
   carried both by word choice and by prosody (e.g. anger fast and high, sadness slow and low), plus a
   few utterances with labels that loaders must drop (xxx, sur, fea).
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
-from datasets.avmnist_writer import (
+from datasets.tools.avmnist_writer import (
     AUDIO_RATE,
     AVMNISTSplit,
     build_atomically,
@@ -34,7 +34,8 @@ from datasets.avmnist_writer import (
     wav_bytes,
     write_avmnist,
 )
-from datasets.speech import VOICES, synthesizer
+from datasets.tools.speech import VOICES, synthesizer
+from utils.config import DEMO_DIR
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEST_FRACTION = 0.22  # of each class: 1,797 digits -> 1,402 train / 395 test
@@ -50,11 +51,6 @@ IEMOCAP_RATE = 16000
 EMOTIONS = ("neu", "hap", "ang", "sad", "exc", "fru")
 DROPPED_LABELS = ("xxx", "sur", "fea")  # real IEMOCAP labels outside the 6 classes
 _DROPPED_PER_LABEL = 2
-
-
-def default_demo_dir() -> Path:
-    """Where the demo data is cached when no folder is given."""
-    return Path.home() / ".cache" / "one-modality-demo"
 
 
 def _cached_build(out: Path, write: Callable[[Path], None], stamp: Mapping[str, object]) -> Path:
@@ -213,6 +209,12 @@ def build_demo_iemocap(root: Path, per_class: int = 25) -> Path:
     return _cached_build(Path(root) / "iemocap", lambda folder: _write_demo_iemocap(folder, per_class), stamp)
 
 
+def demo_iemocap_options(demo_dir: Path) -> dict[str, str]:
+    """`--audio_dir` and `--text_dir` of the demo IEMOCAP under `demo_dir`, built on first use."""
+    audio_dir = build_demo_iemocap(demo_dir)
+    return {"audio_dir": str(audio_dir), "text_dir": str(audio_dir / "IEMOCAP" / "texts")}
+
+
 def _write_demo_iemocap(folder: Path, per_class: int) -> None:
     rng = np.random.default_rng(_SEED)
     counts = {label: per_class for label in EMOTIONS} | {label: _DROPPED_PER_LABEL for label in DROPPED_LABELS}
@@ -263,8 +265,8 @@ def _write_demo_iemocap(folder: Path, per_class: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Build both demo data sets and print where they are."""
-    parser = argparse.ArgumentParser(prog="python -m datasets.demo", description="Build (or reuse) the demo data.")
-    parser.add_argument("--demo_dir", type=Path, default=default_demo_dir(), help="cache folder (default: %(default)s)")
+    parser = argparse.ArgumentParser(prog="python -m datasets.tools.demo", description="Build (or reuse) the demo data.")
+    parser.add_argument("--demo_dir", type=Path, default=DEMO_DIR, help="cache folder (default: %(default)s)")
     args = parser.parse_args(argv)
     for name, build in (("AVMNIST", build_demo_avmnist), ("IEMOCAP", build_demo_iemocap)):
         start = time.perf_counter()

@@ -4,7 +4,7 @@ Layout of a folder D:
   train_labels.npy, test_labels.npy            int64 (N,), 0..9
   image/{train,test}_data.npy                  uint8 (N, 28, 28)
   image_pca/{train,test}_data.npy              float32 (N, 784), 0..255
-  spectrogram/{train,test}_data.npy            uint8 (N, 112, 112), see datasets.spectrogram
+  spectrogram/{train,test}_data.npy            uint8 (N, 112, 112), see datasets.tools.spectrogram
   audio/audio_mnist_{k}.wav                    8 kHz mono PCM16; k = i+1 (train item i), N_train+1+i (test item i)
   BUILD_COMPLETE                               marker written last (JSON of the build's parameters)
 
@@ -25,7 +25,7 @@ import soundfile
 from threadpoolctl import threadpool_limits  # installed with scikit-learn
 from tqdm import tqdm
 
-from datasets.spectrogram import log_power_spectrogram
+from datasets.tools.spectrogram import log_power_spectrogram
 
 AUDIO_RATE = 8000
 MARKER = "BUILD_COMPLETE"

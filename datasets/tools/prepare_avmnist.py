@@ -1,6 +1,6 @@
 """Build the original AVMNIST layout from public sources: MNIST and the Free Spoken Digit Dataset.
 
-    python -m datasets.prepare_avmnist --mnist_dir M --fsdd_dir F --out D
+    python -m datasets.tools.prepare_avmnist --mnist_dir M --fsdd_dir F --out D
 
 - M holds the four MNIST idx files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
   `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, optionally `.gz`, or with `.idx` for `-idx`).
@@ -9,9 +9,9 @@
   in a split gets that split's (i mod n_d)-th recording of d, sorted by speaker then index.
 - `image_pca` keeps the first 196 principal components of the training images (a quarter of 784).
 
-The output is deterministic and written atomically (see `datasets.avmnist_writer`). Differences
+The output is deterministic and written atomically (see `datasets.tools.avmnist_writer`). Differences
 from the original AVMNIST: its audio was FSDD mixed with ESC-50 noise, and its spectrogram
-parameters are not published; here the recordings are clean and `datasets.spectrogram` defines them.
+parameters are not published; here the recordings are clean and `datasets.tools.spectrogram` defines them.
 """
 
 import argparse
@@ -24,7 +24,7 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from datasets.avmnist_writer import (
+from datasets.tools.avmnist_writer import (
     AUDIO_RATE,
     AVMNISTSplit,
     build_atomically,

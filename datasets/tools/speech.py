@@ -98,7 +98,7 @@ class EspeakSynthesizer:
         native_rate = self._reload()
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise InputError(
-                f"unknown espeak-ng voice {voice!r}; expected e.g. 'en-us+m3' (see datasets.speech.VOICES)"
+                f"unknown espeak-ng voice {voice!r}; expected e.g. 'en-us+m3' (see datasets.tools.speech.VOICES)"
             )
         self._lib.espeak_SetParameter(_PARAM_RATE, rate, 0)
         self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)

@@ -1,0 +1,64 @@
+"""Helpers the test modules share: running the scripts as a user would, and reading what a run wrote."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from utils.train import TrialSetup
+from utils.trial import Trials
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run one of the scripts in a fresh interpreter, as a user would, offline; return the finished process."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(cwd or REPO)}
+    return subprocess.run([sys.executable, script, *args, "--no_progress"], capture_output=True, text=True, env=env,
+                          cwd=cwd or REPO, timeout=600)
+
+
+def run_in_process(script: str, argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """Run a script's main() in this process (no interpreter start-up); return (exit code, stdout, stderr)."""
+    module = importlib.import_module(script.removesuffix(".py"))
+    try:
+        code = module.main([*argv, "--no_progress"])
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_folder(process: subprocess.CompletedProcess) -> Path:
+    first = process.stdout.splitlines()[0]
+    assert first.startswith("Run folder: "), process.stdout + process.stderr
+    return Path(first[len("Run folder: "):])
+
+
+def results_of(process: subprocess.CompletedProcess) -> dict:
+    assert process.returncode == 0, process.stderr[-3000:]
+    return json.loads((run_folder(process) / "results.json").read_text())
+
+
+def results_in(folder: Path) -> dict:
+    """The results.json of the one run under `folder`."""
+    (path,) = folder.rglob("results.json")
+    return json.loads(path.read_text())
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def build_trial(script: ModuleType, argv: list[str], trial_dir: Path, seed: int | None = None) -> TrialSetup:
+    """A script's trial as its run builds it, without training: the same `Trials` that `run_experiment` uses."""
+    args = script.parse_args([*argv, "--no_progress"])
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    return Trials(script.build_experiment(args), args).build(args.random_seed if seed is None else seed, trial_dir)

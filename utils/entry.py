@@ -1,0 +1,29 @@
+"""A script's entry: parse, build, run, and end with an exit code and, for known failures, one stderr line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from utils.errors import InputError, NonFiniteLossError
+from utils.experiment import Experiment
+from utils.run import run_experiment
+
+
+def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
+               build_experiment: Callable[[argparse.Namespace], Experiment], argv: Sequence[str] | None) -> int:
+    """Run a script's experiment; return 0, or 2 for bad input and 1 for a diverged trial (both print
+    `<script>.py: error: <message>` as the last stderr line, no traceback), or 130 for Ctrl-C.
+    Any other exception is a bug and keeps its traceback."""
+    prog = f"{script}.py"
+    try:
+        args = parse_args(argv)
+        run_experiment(build_experiment(args), args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; results of finished trials are kept", file=sys.stderr)
+        return 130
+    except (InputError, NonFiniteLossError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0

@@ -1,0 +1,57 @@
+"""A run's folder and the files in it: the folder itself, the log, and JSON written atomically."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from utils.errors import InputError
+
+
+def make_run_dir(output_dir: str, script: str, seed: int) -> Path:
+    """A new folder `output_dir/<script>/<YYYYmmdd-HHMMSS>_seed<seed>[_k]`, never an existing one."""
+    parent = Path(output_dir) / script
+    parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}_seed{seed}"
+    for suffix in ["", *(f"_{k}" for k in range(2, 10_000))]:
+        try:
+            (parent / (stem + suffix)).mkdir()
+            return parent / (stem + suffix)
+        except FileExistsError:
+            continue
+    raise InputError(f"could not create a new run folder under {parent}")
+
+
+def write_json_atomically(data: Any, path: Path, indent: int | None = 2) -> None:
+    """Write `data` as JSON so that a reader sees the old file or the new one, never a half-written one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=indent)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def git_commit() -> str | None:
+    """The commit of this code, recorded in args.json; None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+class RunLog:
+    """The stdout lines of a run, also appended to its log.txt."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        with open(self.path, "a") as handle:
+            handle.write(line + "\n")

@@ -1,0 +1,99 @@
+"""Assembling a trial: its split, student, partners, loaders, optimizer and schedule, each from its own seeded stream.
+
+`Trials` is the one way to build a trial: `run_experiment` uses it, and so do the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from utils.config import resolve_device
+from utils.data import Split
+from utils.errors import InputError
+from utils.experiment import Experiment
+from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
+from utils.pairing import training_partners
+from utils.run_folder import write_json_atomically
+from utils.seed import batch_order_generator, partner_rng, set_seed, split_rng
+from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
+from utils.train import TeacherSource, TrialSetup
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Trials:
+    """What every trial of a run shares (the device, the teacher features) and how one trial is built."""
+
+    def __init__(self, experiment: Experiment, args: argparse.Namespace) -> None:
+        self.experiment, self.args = experiment, args
+        self.device = resolve_device(args)
+        self.amp_dtype = AMP_DTYPES[args.amp]
+        self.features = teacher_features(experiment, args, self.device)
+
+    def build(self, seed: int, trial_dir: Path) -> TrialSetup:
+        """Trial `seed`: the split (drawn, or --split_file) recorded in `trial_dir/split.json`, the student,
+        the training partners, the teacher features they need, the loaders, the optimizer and the schedule."""
+        experiment, args = self.experiment, self.args
+        record = load_split_file(args.split_file) if args.split_file else experiment.splits.draw(split_rng(seed))
+        if args.subset:
+            record = {name: items[:args.subset] for name, items in record.items()}
+        splits = experiment.splits.build(record)
+        write_json_atomically({**record, "subset": args.subset, "seed": seed}, trial_dir / "split.json", indent=None)
+
+        set_seed(seed, args.deterministic)  # right before the student: its init does not depend on lam
+        student, collate = experiment.build_student(args, experiment.feature_dim)
+        student.to(self.device)
+        partners = training_partners(args.pairing, splits["train"].teacher_keys, experiment.unpaired_pool,
+                                     partner_rng(seed))
+        if self.features is not None:
+            self.features.prepare(np.concatenate([partners.possible_keys(), splits["val"].teacher_keys,
+                                                  splits["test"].teacher_keys]))
+        loaders = {name: self._loader(split, collate, train=name == "train", generator=batch_order_generator(seed))
+                   for name, split in splits.items()}
+        optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
+        if experiment.schedule == "step":
+            scheduler = step_schedule(optimizer, args.lr_decay_step, args.lr_decay_ratio)
+        else:
+            scheduler = warmup_cosine_schedule(optimizer, args.warmup_epochs)
+        return TrialSetup(student=student, loaders=loaders, splits=splits, partners=partners, optimizer=optimizer,
+                          scheduler=scheduler, teacher_features=self.features, lam=args.lam, device=self.device,
+                          amp_dtype=self.amp_dtype, num_classes=experiment.num_classes,
+                          detailed_metrics=experiment.detailed_metrics)
+
+    def _loader(self, split: Split, collate: Callable, train: bool, generator: torch.Generator) -> DataLoader:
+        args = self.args
+        return DataLoader(split.dataset, batch_size=args.batch_size, shuffle=train,
+                          generator=generator if train else None,
+                          drop_last=train and len(split.dataset) > args.batch_size, collate_fn=collate,
+                          num_workers=args.num_workers, persistent_workers=args.num_workers > 0,
+                          pin_memory=self.device.type == "cuda")
+
+
+def teacher_features(experiment: Experiment, args: argparse.Namespace, device: torch.device) -> TeacherSource | None:
+    """The teacher-feature source of a run: the cache (default) or the in-loop teacher; None without a teacher."""
+    if experiment.teacher is None:
+        return None
+    experiment.teacher.to(device)
+    if args.teacher_cache == "off":
+        return InLoopTeacher(experiment.teacher, experiment.teacher_inputs, device, AMP_DTYPES[args.amp])
+    return TeacherFeatureCache(experiment.teacher, experiment.teacher_inputs, device, AMP_DTYPES[args.amp],
+                               cache_dir=args.cache_dir, progress=not args.no_progress)
+
+
+def load_split_file(path: str) -> dict[str, list]:
+    """The train, val and test lists of an earlier trial's split.json."""
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read --split_file {path}: {error}; expected a split.json of an earlier trial") from None
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), list) for k in ("train", "val", "test")):
+        raise InputError(f"--split_file {path} must hold lists 'train', 'val' and 'test'")
+    return {name: record[name] for name in ("train", "val", "test")}
