@@ -60,6 +60,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         splits=AvmnistSplits(data, student_inputs=data.images),
         build_student=build_student,
         schedule="step",
+        precise_bn=args.precise_bn,
         teacher=teacher,
         teacher_inputs=teacher_inputs,
     )

@@ -57,6 +57,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         splits=AvmnistSplits(data, student_inputs=data.spectrograms),
         build_student=build_student,
         schedule="step",
+        precise_bn=args.precise_bn,
         teacher=teacher,
         teacher_inputs=ImageTeacherInputs(data, args.pca) if teacher else None,
     )

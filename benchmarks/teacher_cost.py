@@ -63,6 +63,7 @@ from datasets.tools.synthetic_iemocap import write_synthetic_iemocap  # noqa: E4
 from models.pretrained import RANDOM  # noqa: E402
 from models.tiny import save_resnet18_state_dict, save_tiny_bert, save_tiny_wav2vec2  # noqa: E402
 from utils.config import resolve_device  # noqa: E402
+from utils.precise_bn import recompute_batchnorm_statistics  # noqa: E402
 from utils.run import run_experiment  # noqa: E402
 from utils.seed import set_seed  # noqa: E402
 from utils.teacher_features import InLoopTeacher  # noqa: E402
@@ -117,7 +118,10 @@ PLANS = {"quick": Plan(avmnist_train=40, avmnist_test=10, iemocap_per_class=2, i
                          check_epochs=3, check_test=200)}
 MIN_TIMING_SECONDS = 1.0
 MAX_REPETITIONS = 50
-CHECK_BATCH = 8  # the accuracy checks take more, smaller steps: BatchNorm students need a few dozen
+# The full AVMNIST training epoch of the README runs, and the default --precise_bn: the precise BatchNorm
+# pass is projected to this size from the per-item times measured here.
+FULL_AVMNIST_TRAIN_ITEMS = 54_000
+PRECISE_BN_ITEMS = 8192
 
 
 # ----------------------------------------------------------------------------------------------------- memory
@@ -214,6 +218,11 @@ class Mode:
                   teacher_features=self.source, partner_keys=self.setup.partners.draw,
                   optimizer=self.setup.optimizer, scaler=self.scaler, amp_dtype=self.setup.amp_dtype)
 
+    def recalibrate(self) -> None:
+        """The precise BatchNorm pass before an evaluation, exactly as `train_trial` runs it."""
+        recompute_batchnorm_statistics(self.setup.student, self.setup.loaders["precise_bn"], self.setup.device,
+                                       self.setup.amp_dtype)
+
     def read_loader(self) -> None:
         """One epoch of the train loader without the model."""
         for _ in self.setup.loaders["train"]:
@@ -255,6 +264,8 @@ class Result:
     cache_rows: int
     cache_dim: int
     cache_bytes: int
+    train_items: int  # samples of one training epoch
+    precise_bn_items: int  # samples of the precise BatchNorm pass (0: a student without BatchNorm)
 
     def median(self, name: str) -> float:
         return statistics.median(self.seconds[name])
@@ -277,14 +288,20 @@ def measure(experiment: Benchmarked, argv: list[str], repeats: int, work: Path) 
         memory[name] = used["bytes"]
     a_and_b = repetitions(min(first["a"], first["b"]))  # the same epochs for both: their batch orders match
     in_loop = modes["c"].source
-    seconds = alternate(device, {
+    timings = {
         "a": (modes["a"].train_epoch, a_and_b), "b": (modes["b"].train_epoch, a_and_b),
         "c": (modes["c"].train_epoch, repetitions(first["c"])),
         "loader": (modes["b"].read_loader, repetitions(_timed(device, modes["b"].read_loader))),
-        "teacher": (in_loop.replay, repetitions(first["c"]))}, repeats)
+        "teacher": (in_loop.replay, repetitions(first["c"]))}
+    loaders = modes["b"].setup.loaders
+    if "precise_bn" in loaders:
+        timings["precise_bn"] = (modes["b"].recalibrate, repetitions(_timed(device, modes["b"].recalibrate)))
+    seconds = alternate(device, timings, repeats)
     cache = modes["b"].source
     return Result(experiment, modes["b"].tag, describe_data(modes["b"]), seconds, memory, cache.build_seconds,
-                  len(cache), cache.features.shape[1], cache.nbytes)
+                  len(cache), cache.features.shape[1], cache.nbytes,
+                  train_items=len(loaders["train"]) * loaders["train"].batch_size,
+                  precise_bn_items=len(loaders["precise_bn"].dataset) if "precise_bn" in loaders else 0)
 
 
 def random_init(experiment: Benchmarked) -> list[str]:
@@ -367,10 +384,30 @@ def report(results: list[Result], memory_kind: str) -> list[list[str]]:
     print(f"\ncache rows: each distinct teacher input of the trial once (float32); {memory_kind}: what building "
           "the mode's trial\n(data, teacher, cache, student, optimizer) and one training epoch added at the peak; "
           "a is built first and\nalso carries the process's one-time allocations (CPU: tens of MiB).\n")
+    targets += precise_bn_report([r for r in results if r.precise_bn_items])
     print("samples (seconds per epoch in each round):")
     for r in results:
         print(f"  {r.tag}: " + "; ".join(f"{name} " + " ".join(f"{x:.3f}" for x in values)
                                          for name, values in r.seconds.items()))
+    return targets
+
+
+def precise_bn_report(results: list[Result]) -> list[list[str]]:
+    """Print what the precise BatchNorm pass costs against a training epoch (mode b), here and projected to the
+    README's full AVMNIST epoch; return the target rows."""
+    rows, targets = [], []
+    for r in results:
+        here = r.ratio("precise_bn", "b")
+        # Per item, the pass is a forward without backward; scale both sides to the full sizes.
+        full = here * (PRECISE_BN_ITEMS / r.precise_bn_items) / (FULL_AVMNIST_TRAIN_ITEMS / r.train_items)
+        rows.append([r.tag, str(r.precise_bn_items), str(r.train_items), f"{r.median('precise_bn'):.3f}",
+                     f"{r.median('b'):.3f}", f"{100 * here:.1f} %", f"{100 * full:.1f} %"])
+        targets.append([verdict(full <= 0.10), "precise BN pass <= 10 % of a full-size epoch", r.tag,
+                        f"{100 * full:.1f} %"])
+    print(table(["experiment", "BN pass items", "epoch items", "BN pass s", "epoch s (b)", "BN pass/epoch",
+                 f"projected: {PRECISE_BN_ITEMS} of {FULL_AVMNIST_TRAIN_ITEMS:,}"], rows))
+    print("\nBN pass: the precise BatchNorm statistics before an evaluation (--precise_bn, here the whole training "
+          "split);\nprojected: the same per-item times for the README's AVMNIST epoch and the default --precise_bn.\n")
     return targets
 
 
@@ -397,7 +434,7 @@ class Bench:
         return [*data, *self.common, *extra]
 
     def check_budget(self) -> list[str]:
-        return ["--epochs", str(self.plan.check_epochs), "--n_times", "1", "--batch_size", str(CHECK_BATCH)]
+        return ["--epochs", str(self.plan.check_epochs), "--n_times", "1"]
 
 
 def cache_agreement(bench: Bench, experiments: Sequence[Benchmarked], amp: str, started: float) -> list[list[str]]:
@@ -415,7 +452,7 @@ def cache_agreement(bench: Bench, experiments: Sequence[Benchmarked], amp: str, 
         targets.append([verdict(abs(on - off) <= 0.01), "test acc cache vs in-loop within 1 point", script.SCRIPT,
                         f"{100 * on:.2f} vs {100 * off:.2f}"])
     plan = bench.plan
-    print(f"\naccuracy, cache vs in-loop teacher (tiny teachers, {plan.check_epochs} epochs of batch {CHECK_BATCH}, "
+    print(f"\naccuracy, cache vs in-loop teacher (tiny teachers, {plan.check_epochs} epochs at the README batch size, "
           f"1 trial, same seed; AVMNIST {2 * plan.avmnist_train} train / {plan.check_test} test items, "
           "IEMOCAP as above):")
     print(table(["experiment", "test acc cache %", "test acc in-loop %", "|diff| points"], rows))
@@ -440,7 +477,7 @@ def amp_comparison(bench: Bench, experiments: Sequence[Benchmarked], started: fl
                      f"{statistics.median(seconds['bf16']):.3f}", f"{speedup:.2f}x", f"{100 * fp32:.2f}",
                      f"{100 * bf16:.2f}"])
     print(f"\n--amp bf16 vs fp32 (mode b, real sizes, random init; accuracy after {bench.plan.check_epochs} epochs "
-          f"of batch {CHECK_BATCH}, data of the accuracy check):")
+          f"at the README batch size, data of the accuracy check):")
     print(table(["experiment", "fp32 s/epoch", "bf16 s/epoch", "speed-up", "test acc fp32 %", "test acc bf16 %"],
                 rows))
 

@@ -12,7 +12,7 @@ from tests.helpers import last_line, results_in, results_of, run_folder, run_in_
 README_AVMNIST = ["--epochs", "30", "--learning_rate", "1e-3", "--batch_size", "32", "--optim", "adam",
                   "--lam", "0.3", "--lr_decay_step", "25", "--lr_decay_ratio", "0.1", "--mj_model", "resnet18",
                   "--n_times", "3", "--random_seed", "42"]
-TINY_BUDGET = ["--epochs", "3", "--batch_size", "4", "--n_times", "2"]  # BatchNorm needs ~40 steps
+TINY_BUDGET = ["--epochs", "3", "--n_times", "2"]
 
 
 def numbers(results: dict) -> list:
@@ -55,8 +55,11 @@ def test_v2a_readme_command_writes_every_output(v2a_runs):
     assert float(rows[-1]["train_cls"]) < float(rows[0]["train_cls"])
 
 
-def test_v2a_beats_chance(v2a_runs):
-    assert results_of(v2a_runs[0])["summary"]["test_acc_mean"] > 0.3  # chance is 0.1
+def test_v2a_validation_and_test_are_far_above_chance_at_the_readme_batch_size(v2a_runs):
+    # Two steps an epoch at batch 32: evaluation reflects what the student learned thanks to the precise
+    # BatchNorm statistics (with --precise_bn 0 it falls to chance: tests/test_precise_bn.py).
+    for trial in results_of(v2a_runs[0])["trials"]:
+        assert trial["val"]["acc"] > 0.5 and trial["test"]["acc"] > 0.5  # chance is 0.1
 
 
 def test_same_seed_same_numbers_and_trials_differ(v2a_runs):
@@ -73,7 +76,8 @@ def test_a2v_readme_command_with_local_wav2vec2(avmnist, tiny_models, tmp_path):
     assert "--mj_model 'resnet18' is not one of base, large" in process.stderr  # the README passes resnet18
     assert process.stdout.splitlines()[-1].endswith(" AVMNIST A->V")
     assert results["teacher"]["dim"] == 32 and results["teacher"]["name"] == "wav2vec2-base"
-    assert results["summary"]["test_acc_mean"] > 0.3
+    for trial in results["trials"]:
+        assert trial["val"]["acc"] > 0.5 and trial["test"]["acc"] > 0.5  # chance is 0.1
 
 
 def test_lam_zero_loads_no_teacher(avmnist, tmp_path, capsys):

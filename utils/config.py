@@ -139,6 +139,10 @@ def add_avmnist_options(parser: argparse.ArgumentParser, images: str) -> None:
     avmnist.add_argument("--data_root", help="the AVMNIST folder (original layout, or MultiBench's without WAVs)")
     avmnist.add_argument("--pca", type=str2bool, default=True,
                          help=f"{images}: PCA images (true) or the raw ones (false); true/false, yes/no, 1/0")
+    avmnist.add_argument("--precise_bn", type=non_negative_int, default=8192, metavar="N",
+                         help="before every evaluation, recompute the student's BatchNorm statistics as a true "
+                              "average over N training samples (or all, if fewer); 0 = training's running averages "
+                              "(the original)")
     avmnist.add_argument("--lr_decay_step", type=positive_int, help="StepLR: epochs between learning-rate decays")
     avmnist.add_argument("--lr_decay_ratio", type=positive_float, help="StepLR: factor of each decay")
 

@@ -37,3 +37,6 @@ class Experiment:
     # None means another sample of the training split (AVMNIST, A->T).
     unpaired_pool: np.ndarray | None = None
     detailed_metrics: bool = False  # IEMOCAP: also UAR, macro-F1 and the confusion matrix
+    # Training samples over which a student with BatchNorm gets precise statistics before every
+    # evaluation (utils/precise_bn.py); 0 keeps the running averages of training.
+    precise_bn: int = 0

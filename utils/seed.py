@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 # Fixed stream ids: changing one changes every recorded split or draw.
-_SPLIT, _BATCH_ORDER, _PARTNERS = 1, 2, 3
+_SPLIT, _BATCH_ORDER, _PARTNERS, _PRECISE_BN = 1, 2, 3, 4
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -36,6 +36,10 @@ def split_rng(seed: int) -> np.random.Generator:
 
 def partner_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, _PARTNERS])
+
+
+def precise_bn_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed, _PRECISE_BN])
 
 
 def batch_order_generator(seed: int) -> torch.Generator:

@@ -27,6 +27,7 @@ from utils.errors import NonFiniteLossError
 from utils.loss import synergy_loss
 from utils.metrics import MetricAccumulator
 from utils.pairing import Partners
+from utils.precise_bn import recompute_batchnorm_statistics
 from utils.teacher_features import autocast
 
 METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
@@ -74,7 +75,7 @@ class TrialSetup:
     """Everything one trial trains with; built by `utils.trial.Trials.build`."""
 
     student: nn.Module
-    loaders: dict[str, DataLoader]
+    loaders: dict[str, DataLoader]  # train, val, test, and precise_bn for a student with BatchNorm
     splits: dict[str, Split]
     partners: Partners  # draws training partners' keys: `.draw(positions)`
     optimizer: torch.optim.Optimizer
@@ -116,6 +117,9 @@ def train_trial(setup: TrialSetup, epochs: int, trial_dir: Path, log: Callable[[
             start = time.perf_counter()
             train = _epoch(setup, "train", setup.partners.draw, progress and f"epoch {epoch}/{epochs}", scaler)
             train_seconds = time.perf_counter() - start
+            if "precise_bn" in setup.loaders:  # saved with the weights in best.pt: the test uses them as they are
+                recompute_batchnorm_statistics(setup.student, setup.loaders["precise_bn"], setup.device,
+                                               setup.amp_dtype)
             val = _epoch(setup, "val", val_keys.__getitem__, progress and "validate")
             epoch_seconds = time.perf_counter() - start
             _check_finite(train, epoch)

@@ -12,16 +12,16 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from utils.config import resolve_device
-from utils.data import Split
 from utils.errors import InputError
 from utils.experiment import Experiment
 from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.pairing import training_partners
 from utils.run_folder import write_json_atomically
-from utils.seed import batch_order_generator, partner_rng, set_seed, split_rng
+from utils.precise_bn import has_batchnorm
+from utils.seed import batch_order_generator, partner_rng, precise_bn_rng, set_seed, split_rng
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
 from utils.train import TeacherSource, TrialSetup
 
@@ -55,8 +55,13 @@ class Trials:
         if self.features is not None:
             self.features.prepare(np.concatenate([partners.possible_keys(), splits["val"].teacher_keys,
                                                   splits["test"].teacher_keys]))
-        loaders = {name: self._loader(split, collate, train=name == "train", generator=batch_order_generator(seed))
+        loaders = {name: self._loader(split.dataset, collate, train=name == "train",
+                                      generator=batch_order_generator(seed))
                    for name, split in splits.items()}
+        if experiment.precise_bn and has_batchnorm(student):
+            # A fixed, seeded sample of the training split, drawn from its own stream: the same for every lam.
+            order = precise_bn_rng(seed).permutation(len(splits["train"].dataset))[:experiment.precise_bn]
+            loaders["precise_bn"] = self._loader(Subset(splits["train"].dataset, order.tolist()), collate, train=False)
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
         if experiment.schedule == "step":
             scheduler = step_schedule(optimizer, args.lr_decay_step, args.lr_decay_ratio)
@@ -67,11 +72,11 @@ class Trials:
                           amp_dtype=self.amp_dtype, num_classes=experiment.num_classes,
                           detailed_metrics=experiment.detailed_metrics)
 
-    def _loader(self, split: Split, collate: Callable, train: bool, generator: torch.Generator) -> DataLoader:
+    def _loader(self, dataset: Dataset, collate: Callable, train: bool,
+                generator: torch.Generator | None = None) -> DataLoader:
         args = self.args
-        return DataLoader(split.dataset, batch_size=args.batch_size, shuffle=train,
-                          generator=generator if train else None,
-                          drop_last=train and len(split.dataset) > args.batch_size, collate_fn=collate,
+        return DataLoader(dataset, batch_size=args.batch_size, shuffle=train, generator=generator if train else None,
+                          drop_last=train and len(dataset) > args.batch_size, collate_fn=collate,
                           num_workers=args.num_workers, persistent_workers=args.num_workers > 0,
                           pin_memory=self.device.type == "cuda")
 
