@@ -52,7 +52,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     # The student reads images; the teacher hears each item's spoken digit (WAVs, only with a teacher).
     data = load_avmnist(args.data_root, pca=args.pca, images=True, spectrograms=False)
     teacher_inputs = WaveformFiles(wav_paths(data)) if args.lam > 0 else None
-    teacher = Wav2Vec2Teacher(args.mj_model, args.teacher_path) if args.lam > 0 else None
+    teacher = Wav2Vec2Teacher(args.mj_model, args.teacher_path, seed=args.random_seed) if args.lam > 0 else None
     return Experiment(
         tag=TAG,
         num_classes=NUM_CLASSES,

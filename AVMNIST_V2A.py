@@ -49,7 +49,7 @@ def demo_settings(demo_dir: Path) -> dict[str, Any]:
 def build_experiment(args: argparse.Namespace) -> Experiment:
     # The student reads spectrograms; the teacher sees images (only loaded when there is a teacher).
     data = load_avmnist(args.data_root, pca=args.pca, images=args.lam > 0, spectrograms=True)
-    teacher = ResNetTeacher(args.mj_model, args.teacher_path) if args.lam > 0 else None
+    teacher = ResNetTeacher(args.mj_model, args.teacher_path, seed=args.random_seed) if args.lam > 0 else None
     return Experiment(
         tag=TAG,
         num_classes=NUM_CLASSES,

@@ -54,7 +54,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     corpus = load_iemocap(args.audio_dir, args.text_dir, args.classes)
     # Teacher keys: utterance i's audio is key i.
     audio = WaveformFiles([u.wav_path for u in corpus.utterances], args.max_audio_seconds)
-    teacher = Wav2Vec2Teacher(args.mj_model, args.teacher_path) if args.lam > 0 else None
+    teacher = Wav2Vec2Teacher(args.mj_model, args.teacher_path, seed=args.random_seed) if args.lam > 0 else None
     return Experiment(
         tag=TAG,
         num_classes=args.classes,

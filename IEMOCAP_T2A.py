@@ -62,7 +62,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
     audio = WaveformFiles([u.wav_path for u in corpus.utterances], args.max_audio_seconds)
     # Teacher keys: 0..C-1 are the templates, C + i is utterance i's transcript.
     teacher_inputs = Texts([template(k) for k in range(args.classes)] + corpus.texts)
-    teacher = TextTeacher(args.language_model, args.teacher_path) if args.lam > 0 else None
+    teacher = TextTeacher(args.language_model, args.teacher_path, seed=args.random_seed) if args.lam > 0 else None
     return Experiment(
         tag=TAG,
         num_classes=args.classes,

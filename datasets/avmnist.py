@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tarfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset
 
 from utils.data import Batch, Split
 from utils.errors import InputError
-from utils.fingerprint import file_stats, fingerprint_of
+from utils.fingerprint import fingerprint_of
 
 NUM_CLASSES = 10
 TRAIN_SHARE = 0.9
@@ -39,7 +40,6 @@ class AvmnistData:
     labels: dict[str, np.ndarray]
     images: dict[str, torch.Tensor] | None
     spectrograms: dict[str, torch.Tensor] | None
-    source_files: list[Path]
 
     @property
     def n_train(self) -> int:
@@ -101,7 +101,6 @@ def load_avmnist(data_root: str | Path, pca: bool = True, images: bool = True, s
     root = Path(data_root)
     layout = _layout(root)
     labels = {split: _load_labels(root, split) for split in ("train", "test")}
-    files = [root / f"{split}_labels.npy" for split in ("train", "test")]
     loaded_images = loaded_spectrograms = None
     if images:
         folder = {("original", True): "image_pca", ("original", False): "image", ("multibench", True): "image"}.get(
@@ -115,7 +114,6 @@ def load_avmnist(data_root: str | Path, pca: bool = True, images: bool = True, s
             array = _check_items(_load_array(path), path, len(labels[split]), ((1, 28, 28), (784,), (28, 28)),
                                  uint8_only=not pca)
             loaded_images[split] = _image_tensor(array, pca)
-            files.append(path)
     if spectrograms:
         folder = "spectrogram" if layout == "original" else "audio"
         loaded_spectrograms = {}
@@ -123,8 +121,7 @@ def load_avmnist(data_root: str | Path, pca: bool = True, images: bool = True, s
             path = root / folder / f"{split}_data.npy"
             array = _check_items(_load_array(path), path, len(labels[split]), ((1, 112, 112), (112, 112)))
             loaded_spectrograms[split] = torch.from_numpy(np.ascontiguousarray(array))
-            files.append(path)
-    return AvmnistData(root, layout, labels, loaded_images, loaded_spectrograms, files)
+    return AvmnistData(root, layout, labels, loaded_images, loaded_spectrograms)
 
 
 def _image_tensor(array: np.ndarray, pca: bool) -> torch.Tensor:
@@ -243,8 +240,12 @@ class ImageTeacherInputs:
     """V->A teacher inputs: the 1x28x28 image of each key."""
 
     def __init__(self, data: AvmnistData, pca: bool) -> None:
-        self.images = torch.cat([data.images["train"], data.images["test"]])
-        self.fingerprint = fingerprint_of(["images", pca, *file_stats(data.source_files)])
+        self.images, self.pca = torch.cat([data.images["train"], data.images["test"]]), pca
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The images' values, hashed on first use (only the disk cache needs it)."""
+        return fingerprint_of(["images", self.pca, self.images.numpy()])
 
     def __len__(self) -> int:
         return len(self.images)

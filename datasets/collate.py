@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -11,7 +12,7 @@ from torch.utils.data import Dataset
 
 from datasets.audio import read_waveform
 from utils.data import Batch
-from utils.fingerprint import file_stats, fingerprint_of
+from utils.fingerprint import fingerprint_of, hash_files
 
 
 def pad_waveforms(waveforms: list[np.ndarray], min_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,9 +40,10 @@ class WaveformFiles:
     def __init__(self, paths: Sequence[Path], max_seconds: float | None = None) -> None:
         self.paths, self.max_seconds = list(paths), max_seconds
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        return fingerprint_of(["waveforms", self.max_seconds, *file_stats(self.paths)])
+        """The files' bytes, hashed on first use (only the disk cache needs it)."""
+        return fingerprint_of(["waveforms", self.max_seconds, hash_files(self.paths)])
 
     def __len__(self) -> int:
         return len(self.paths)

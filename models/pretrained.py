@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 from safetensors import SafetensorError
 from torch import nn
 from transformers import (
@@ -27,6 +30,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from utils.errors import InputError
+from utils.fingerprint import hash_path
 
 RANDOM = "random"
 # transformers draws a bar per loaded or saved checkpoint: noise on stderr beside the run's own bars.
@@ -41,10 +45,25 @@ class ModelSource:
     source: str
     random_init: bool
     dim: int
+    seed: int | None = None  # of a random initialisation
 
     def as_dict(self) -> dict:
-        """The JSON form: {"name", "source", "random_init", "dim"}."""
-        return asdict(self)
+        """The JSON form: {"name", "source", "random_init", "dim"}, and "seed" for a random initialisation."""
+        record = asdict(self)
+        if record["seed"] is None:
+            del record["seed"]
+        return record
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Draw a random initialisation from `seed` without touching the global generator (None: draw from it)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass(frozen=True)
@@ -124,17 +143,6 @@ def feature_dim(entry: NamedModel, path: str | None, role: str = "teacher") -> i
     return hidden
 
 
-def fingerprint_path(path: Path) -> str:
-    """A short key that changes when a weights file, or any file of a folder, changes (size and mtime)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256(str(path.resolve()).encode())
-    for file in files:
-        stat = file.stat()
-        name = file.relative_to(path) if path.is_dir() else file.name
-        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return digest.hexdigest()[:16]
-
-
 def fingerprint_module(module: nn.Module) -> str:
     """A short hash of a module's weights: the key of a randomly initialised model."""
     digest = hashlib.sha256()
@@ -156,22 +164,24 @@ def load_hf_model(
     role: str,
     config_overrides: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
-) -> tuple[PreTrainedModel, ModelSource, str]:
-    """Build ``model_cls`` for the named model ``entry`` from its hub id (path None), a local folder, or ``random``.
+    seed: int | None = None,
+) -> tuple[PreTrainedModel, ModelSource]:
+    """Build ``model_cls`` for the named model ``entry`` from its hub id (path None), a local folder, or ``random``
+    (initialised from ``seed``, or from the global generator when None).
 
     ``config_overrides`` are set on the config before the model is built (e.g. ``mask_time_prob``);
     ``model_kwargs`` go to the model's constructor (e.g. ``add_pooling_layer``). Returns the model in
-    float32, its ModelSource and an identity string that changes whenever the weights do.
+    float32 and its ModelSource.
     """
     model_kwargs = model_kwargs or {}
     if path == RANDOM:
         config = entry.config()
         for key, value in (config_overrides or {}).items():
             setattr(config, key, value)
-        model = model_cls(config, **model_kwargs)
+        with seeded(seed):
+            model = model_cls(config, **model_kwargs)
         warn_random(role, entry.display)
-        source = ModelSource(entry.display, RANDOM, True, config.hidden_size)
-        return model, source, f"{entry.display}|random|{fingerprint_module(model)}"
+        return model, ModelSource(entry.display, RANDOM, True, config.hidden_size, seed)
 
     if path is None:
         where = entry.hub_id
@@ -209,12 +219,15 @@ def load_hf_model(
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})",
             file=sys.stderr,
         )
-    if path is None:
-        # The hub snapshot's commit pins the weights; without one fall back to the id alone.
-        identity = f"{entry.display}|{where}|{getattr(config, '_commit_hash', None)}"
-    else:
-        identity = f"{entry.display}|{where}|{fingerprint_path(local)}"
-    return model, ModelSource(entry.display, where, False, config.hidden_size), identity
+    return model, ModelSource(entry.display, where, False, config.hidden_size)
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local snapshot folder a hub model was loaded from; its name is the revision (commit) resolved."""
+    config = try_to_load_from_cache(repo_id, "config.json")
+    if not isinstance(config, str):
+        raise InputError(f"{repo_id} is not in the Hugging Face cache; expected it there after loading it")
+    return Path(config).parent
 
 
 def minilm_folder() -> str:
@@ -254,7 +267,24 @@ class FrozenTeacher(nn.Module):
 
     dim: int
     source: ModelSource
-    identity: str
+    model: nn.Module
+    preprocessing: str  # how an input becomes a feature, e.g. "16kHz,per-clip-zmuv,unpadded,mean-frames"
+
+    @cached_property
+    def identity(self) -> str:
+        """The weights by content and the preprocessing: the disk cache's key changes whenever either does.
+        Computed on first use, so only runs with --cache_dir pay for hashing the weights."""
+        return f"{self.source.name}|{self.weights_digest()}|{self.preprocessing}"
+
+    def weights_digest(self) -> str:
+        """Hugging Face weights: a random initialisation by its values, a local folder by its files' bytes,
+        a hub model by the revision resolved and its files' bytes."""
+        if self.source.random_init:
+            return f"random:{fingerprint_module(self.model)}"
+        if Path(self.source.source).is_dir():
+            return hash_path(Path(self.source.source))
+        snapshot = hub_snapshot(self.source.source)
+        return f"{self.source.source}@{snapshot.name}:{hash_path(snapshot)}"
 
     def freeze(self) -> None:
         """Turn gradients off and switch to eval mode; call at the end of ``__init__``."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import resnet18, resnet34
+from torchvision.models import WeightsEnum, get_model_weights, resnet18, resnet34
 
 from models.heads import AvmnistHead
 from models.pretrained import (
@@ -17,12 +17,13 @@ from models.pretrained import (
     NamedModel,
     check_local_path,
     fingerprint_module,
-    fingerprint_path,
+    seeded,
     lookup,
     path_flag,
     warn_random,
 )
 from utils.errors import InputError
+from utils.fingerprint import hash_path
 
 _BUILDERS = {"resnet18": resnet18, "resnet34": resnet34}
 RESNETS = {
@@ -58,6 +59,10 @@ def _load_state_dict(model: nn.Module, arch: str, file: Path, role: str) -> None
         ) from err
 
 
+def _imagenet_weights(arch: str) -> WeightsEnum:
+    return get_model_weights(arch).IMAGENET1K_V1
+
+
 def _key_difference(model: nn.Module, state: Mapping[str, Tensor]) -> tuple[list[str], list[str]]:
     expected = set(model.state_dict())
     return sorted(expected - set(state)), sorted(set(state) - expected)
@@ -66,15 +71,19 @@ def _key_difference(model: nn.Module, state: Mapping[str, Tensor]) -> tuple[list
 class ResNetTeacher(FrozenTeacher):
     """Frozen torchvision ResNet-18/34 without its classifier: a 28×28 digit image → 512-d pooled feature.
 
-    ``path`` None loads the ImageNet IMAGENET1K_V1 weights, a file loads a state_dict, ``random`` a random init.
+    ``path`` None loads the ImageNet IMAGENET1K_V1 weights, a file loads a state_dict, ``random`` a random init
+    from ``seed``.
     """
 
-    def __init__(self, arch: str = "resnet18", path: str | None = None) -> None:
+    # The original feeds the un-normalised 28×28 image: keep that, and say so in the cache key.
+    preprocessing = "1x28x28->3ch,no-imagenet-norm"
+
+    def __init__(self, arch: str = "resnet18", path: str | None = None, seed: int | None = None) -> None:
         super().__init__()
         entry = lookup(RESNETS, arch)
         if path is None:
             try:
-                model = _BUILDERS[arch](weights="IMAGENET1K_V1")
+                model = _BUILDERS[arch](weights=_imagenet_weights(arch))
             except (OSError, RuntimeError) as err:  # URLError offline is an OSError; a corrupt download a RuntimeError
                 raise InputError(
                     f"cannot load the torchvision {arch} IMAGENET1K_V1 weights ({err}); "
@@ -82,24 +91,29 @@ class ResNetTeacher(FrozenTeacher):
                 ) from err
             model.fc = nn.Identity()
             self.source = ModelSource(arch, entry.hub_id, False, entry.dim)
-            self.identity = f"{arch}|{entry.hub_id}"
         else:
-            model = _BUILDERS[arch](weights=None)
+            with seeded(seed):
+                model = _BUILDERS[arch](weights=None)
             model.fc = nn.Identity()
             if path == RANDOM:
                 warn_random("teacher", arch)
-                self.source = ModelSource(arch, RANDOM, True, entry.dim)
-                self.identity = f"{arch}|random|{fingerprint_module(model)}"
+                self.source = ModelSource(arch, RANDOM, True, entry.dim, seed)
             else:
                 file = check_local_path(entry, path, "teacher")
                 _load_state_dict(model, arch, file, "teacher")
                 self.source = ModelSource(arch, str(file), False, entry.dim)
-                self.identity = f"{arch}|{file}|{fingerprint_path(file)}"
-        # The original feeds the un-normalised 28×28 image: keep that, and say so in the cache key.
-        self.identity += "|1x28x28->3ch,no-imagenet-norm"
         self.model = model
         self.dim = entry.dim
         self.freeze()
+
+    def weights_digest(self) -> str:
+        """ImageNet weights by their URL (torchvision names each file after its hash and checks it on download),
+        a state_dict by its bytes, a random initialisation by its values."""
+        if self.source.random_init:
+            return f"random:{fingerprint_module(self.model)}"
+        if self.source.source == RESNETS[self.source.name].hub_id:
+            return _imagenet_weights(self.source.name).url
+        return hash_path(Path(self.source.source))
 
     def encode(self, inputs: list[Tensor]) -> Tensor:
         """Features (B×512, float32) of 1×28×28 float images, used as given (no normalisation, no resize)."""

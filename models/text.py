@@ -47,17 +47,18 @@ LANGUAGE_MODELS = {
 class TextTeacher(FrozenTeacher):
     """Frozen BERT / BERT-large / RoBERTa without pooler: a sentence → mean of last_hidden_state over real tokens."""
 
-    def __init__(self, language_model: str = "bert", path: str | None = None) -> None:
+    preprocessing = f"max_length={MAX_LENGTH},mean-tokens"
+
+    def __init__(self, language_model: str = "bert", path: str | None = None, seed: int | None = None) -> None:
         super().__init__()
         entry = lookup(LANGUAGE_MODELS, language_model)
         # The tokenizer first: a missing one (random RoBERTa offline) should fail before a model is built.
         self.tokenizer = load_tokenizer(entry, path, "teacher")
-        model, self.source, identity = load_hf_model(
-            _MODEL_CLASSES[language_model], entry, path, "teacher", model_kwargs={"add_pooling_layer": False}
+        model, self.source = load_hf_model(
+            _MODEL_CLASSES[language_model], entry, path, "teacher", model_kwargs={"add_pooling_layer": False}, seed=seed
         )
         self.model = model
         self.dim = model.config.hidden_size
-        self.identity = f"{identity}|max_length={MAX_LENGTH},mean-tokens"
         self.freeze()
 
     def encode(self, inputs: list[str]) -> Tensor:
@@ -79,7 +80,7 @@ class BertTextStudent(nn.Module):
     def __init__(self, dim: int, num_classes: int, path: str | None = None) -> None:
         super().__init__()
         self.tokenizer = load_tokenizer(LANGUAGE_MODELS["bert"], path, "student")
-        model, self.source, _ = load_hf_model(
+        model, self.source = load_hf_model(
             BertModel, LANGUAGE_MODELS["bert"], path, "student", model_kwargs={"add_pooling_layer": False}
         )
         self.bert = model

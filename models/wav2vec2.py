@@ -65,15 +65,17 @@ class Wav2Vec2Teacher(FrozenTeacher):
     input, so a padded clip would get a different feature. Only clips of equal length share a batch.
     """
 
-    def __init__(self, size: str = "base", path: str | None = None) -> None:
+    preprocessing = "16kHz,per-clip-zmuv,unpadded,mean-frames"
+
+    def __init__(self, size: str = "base", path: str | None = None, seed: int | None = None) -> None:
         super().__init__()
-        model, self.source, identity = load_hf_model(
-            Wav2Vec2Model, lookup(WAV2VEC2_MODELS, size), path, "teacher", config_overrides={"mask_time_prob": 0.0, "apply_spec_augment": False}
+        model, self.source = load_hf_model(
+            Wav2Vec2Model, lookup(WAV2VEC2_MODELS, size), path, "teacher",
+            config_overrides={"mask_time_prob": 0.0, "apply_spec_augment": False}, seed=seed,
         )
         self.model = model
         self.dim = model.config.hidden_size
         self.min_samples = min_samples_for_frames(model.config, 1)
-        self.identity = f"{identity}|16kHz,per-clip-zmuv,unpadded,mean-frames"
         self.freeze()
 
     def encode(self, inputs: list[np.ndarray | Tensor]) -> Tensor:
@@ -105,8 +107,9 @@ class Wav2Vec2AudioStudent(nn.Module):
 
     def __init__(self, dim: int, num_classes: int, path: str | None = None) -> None:
         super().__init__()
-        model, self.source, _ = load_hf_model(
-            Wav2Vec2Model, WAV2VEC2_MODELS["base"], path, "student", config_overrides={"mask_time_prob": 0.3, "apply_spec_augment": True}
+        model, self.source = load_hf_model(
+            Wav2Vec2Model, WAV2VEC2_MODELS["base"], path, "student",
+            config_overrides={"mask_time_prob": 0.3, "apply_spec_augment": True},
         )
         model.freeze_feature_encoder()
         self.wav2vec2 = model

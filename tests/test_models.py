@@ -200,14 +200,16 @@ def test_resnet_teacher_rejects_bad_files(tmp_path, tiny_models) -> None:
         ResNetTeacher("vgg16", "random")
 
 
-def test_resnet_teacher_identity_follows_the_weights(tmp_path) -> None:
+def test_resnet_teacher_identity_follows_the_weights_content_not_their_dates(tmp_path) -> None:
     path = tmp_path / "weights.pth"
     torch.save(resnet34(weights=None).state_dict(), path)
     first = ResNetTeacher("resnet34", str(path)).identity
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # touched, same bytes
     assert ResNetTeacher("resnet34", str(path)).identity == first
-    torch.save(resnet34(weights=None).state_dict(), path)
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    assert ResNetTeacher("resnet34", str(path)).identity != first
+    stat = path.stat()
+    torch.save(resnet34(weights=None).state_dict(), path)  # other weights, same size and date (as `cp -p`)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and ResNetTeacher("resnet34", str(path)).identity != first
 
 
 def test_resnet_teacher_imagenet_weights_unavailable(monkeypatch) -> None:
@@ -220,12 +222,16 @@ def test_resnet_teacher_imagenet_weights_unavailable(monkeypatch) -> None:
         ResNetTeacher("resnet18", None)
 
 
-def test_random_teacher_warns(capsys) -> None:
-    teacher = ResNetTeacher("resnet18", "random")
+def test_random_teacher_warns_and_is_seeded(capsys) -> None:
+    before = torch.get_rng_state()
+    teacher = ResNetTeacher("resnet18", "random", seed=3)
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["warning: teacher resnet18 is randomly initialised (--teacher_path random)"]
-    assert teacher.source.random_init and teacher.source.source == "random"
-    assert ResNetTeacher("resnet18", "random").identity != teacher.identity  # a new random draw
+    assert teacher.source.random_init and teacher.source.as_dict()["seed"] == 3
+    assert torch.equal(torch.get_rng_state(), before)  # the global generator is left as it was
+    again, other = ResNetTeacher("resnet18", "random", seed=3), ResNetTeacher("resnet18", "random", seed=4)
+    assert again.identity == teacher.identity and other.identity != teacher.identity
+    assert torch.equal(again.model.conv1.weight, teacher.model.conv1.weight)
 
 
 @pytest.mark.parametrize("student_cls, side", [(SpectrogramResNetStudent, 112), (ImageResNetStudent, 28)])

@@ -39,7 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def build_experiment(args: argparse.Namespace) -> Experiment:
     data = load_avmnist(args.data_root, pca=args.pca, images=True, spectrograms=False)
-    teacher = ResNetTeacher(args.mj_model, args.teacher_path) if args.lam > 0 else None
+    teacher = ResNetTeacher(args.mj_model, args.teacher_path, seed=args.random_seed) if args.lam > 0 else None
     return Experiment(tag=TAG, num_classes=NUM_CLASSES,
                       feature_dim=feature_dim(RESNETS[args.mj_model], args.teacher_path),
                       splits=AvmnistSplits(data, student_inputs=data.images), build_student=build_student,

@@ -8,7 +8,8 @@ import torch
 
 import AVMNIST_A2V
 import AVMNIST_V2A
-from tests.helpers import build_trial, last_line, results_in
+from models.resnet import ImageResNetStudent
+from tests.helpers import build_trial, last_line, results_in, run_in_process
 from utils.errors import InputError
 from utils.run import summarise
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
@@ -69,6 +70,32 @@ def test_bf16_autocast_and_deterministic_run_in_process(avmnist, tiny_models, tm
                              "--n_times", "1", "--no_progress", "--output_dir", str(tmp_path)])
     assert code == 0
     assert np.isfinite(results_in(tmp_path)["trials"][0]["test"]["latent_loss"])
+
+
+def strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{constant} in {path}: not strict JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_non_finite_validation_predictions_end_the_run_naming_split_and_epoch(avmnist, tmp_path, monkeypatch,
+                                                                            capsys):
+    forward = ImageResNetStudent.forward
+
+    def nan_in_evaluation(self, x):
+        logits, feature = forward(self, x)
+        return (logits if self.training else logits * float("nan")), feature
+
+    monkeypatch.setattr(ImageResNetStudent, "forward", nan_in_evaluation)
+    code, out, err = run_in_process("AVMNIST_A2V.py", ["--data_root", str(avmnist), "--lam", "0", "--epochs", "2",
+                                                       "--n_times", "1", "--output_dir", str(tmp_path)], capsys)
+    assert code == 1
+    assert last_line(err).startswith("AVMNIST_A2V.py: error: the validation loss or predictions became non-finite "
+                                     "in epoch 1")
+    assert "Val -" not in out and "Overall" not in out  # nothing non-finite is reported as a result
+    (results,) = tmp_path.rglob("results.json")
+    assert strict_json(results)["complete"] is False and strict_json(results)["trials"] == []
 
 
 def test_diverging_loss_exits_1_and_keeps_the_run_folder(avmnist, tmp_path, capsys):

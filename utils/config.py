@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from utils.resume import FREE_ON_RESUME, check_resumed_options, recorded_options
+
 # The options of the original scripts (all four shared one parser).
 ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed", "--batch_size", "--epochs",
                     "--learning_rate", "--lr_decay_ratio", "--lr_decay_step", "--language_model", "--mj_model",
@@ -131,6 +133,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--demo", action="store_true", help="run on the built-in small data and models")
     run.add_argument("--demo_dir", default=str(DEMO_DIR), help="where the demo data and models are built and kept")
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue an interrupted run in its folder, with its options (only --epochs may grow)")
 
 
 def add_avmnist_options(parser: argparse.ArgumentParser, images: str) -> None:
@@ -179,17 +183,26 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     without `demo_settings` has no demo.
     """
     _accept_other_original_options(parser)
-    demo = argparse.ArgumentParser(add_help=False)
-    demo.add_argument("--demo", action="store_true")
-    demo.add_argument("--demo_dir", default=str(DEMO_DIR))
-    wanted, _ = demo.parse_known_args(argv)
+    script = parser.prog.removesuffix(".py")
+    first = argparse.ArgumentParser(add_help=False)  # the options that change the defaults
+    first.add_argument("--demo", action="store_true")
+    first.add_argument("--demo_dir", default=str(DEMO_DIR))
+    first.add_argument("--resume")
+    wanted, _ = first.parse_known_args(argv)
     if wanted.demo and demo_settings is None:
         parser.error("this script has no --demo; give its data option")
     if wanted.demo:
         parser.set_defaults(**demo_settings(Path(wanted.demo_dir)))
+    if wanted.resume:
+        recorded = recorded_options(wanted.resume, script)
+        known = vars(parser.parse_known_args([])[0])
+        parser.set_defaults(**{name: value for name, value in recorded.items()
+                               if name in known and name not in FREE_ON_RESUME})
     args = parser.parse_args(argv)
-    args.script = parser.prog.removesuffix(".py")
+    args.script = script
     _ignore_other_original_options(args)
+    if args.resume:
+        check_resumed_options(args, recorded)
     if args.amp == "fp16" and not resolve_device(args).type == "cuda":
         parser.error("--amp fp16 needs CUDA (use --amp bf16 on the CPU)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -1,9 +1,8 @@
-"""Short hashes that name a data set or a file list: part of the disk teacher-cache key."""
+"""Short hashes of content (arrays, strings, files' bytes) that name data and weights: the disk cache's key."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,7 +10,7 @@ import numpy as np
 
 
 def fingerprint_of(parts: Sequence[Any]) -> str:
-    """A short hash of whatever identifies a data set (array bytes, file names, sizes, times)."""
+    """A short hash of whatever identifies a data set (array bytes, strings, numbers)."""
     digest = hashlib.sha256()
     for part in parts:
         if isinstance(part, np.ndarray):
@@ -22,10 +21,21 @@ def fingerprint_of(parts: Sequence[Any]) -> str:
     return digest.hexdigest()[:24]
 
 
-def file_stats(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
-    """(name, size, mtime) of each file: cheap to read, and changes whenever a file is rewritten."""
-    stats = []
-    for path in paths:
-        info = os.stat(path)
-        stats.append((Path(path).name, info.st_size, info.st_mtime_ns))
-    return stats
+def hash_path(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (each relative name and its bytes, in sorted order):
+    the content, not names, sizes or dates, which a copy such as `cp -p` or `rsync -a` keeps."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:24]
+
+
+def hash_files(paths: Sequence[Path]) -> str:
+    """A short hash of the bytes of `paths`, in order."""
+    return fingerprint_of([hash_path(path) for path in paths])

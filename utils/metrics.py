@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ class MetricAccumulator:
     cls_sum: torch.Tensor | float = 0.0
     latent_sum: torch.Tensor | float | None = None
     count: int = 0
+    nonfinite_logits: torch.Tensor | int = 0
     predictions: list[torch.Tensor] = field(default_factory=list)
     labels: list[torch.Tensor] = field(default_factory=list)
 
@@ -28,8 +30,14 @@ class MetricAccumulator:
         if latent is not None:
             self.latent_sum = (self.latent_sum or 0.0) + latent.detach().float() * n
         self.count += n
+        self.nonfinite_logits = self.nonfinite_logits + (~torch.isfinite(logits.detach())).sum()
         self.predictions.append(logits.detach().argmax(dim=1))
         self.labels.append(labels.detach())
+
+    def finite(self) -> bool:
+        """Whether every loss and every logit so far is finite (a NaN would make the accuracy meaningless)."""
+        sums = [self.cls_sum] + ([] if self.latent_sum is None else [self.latent_sum])
+        return all(math.isfinite(float(value)) for value in sums) and int(self.nonfinite_logits) == 0
 
     def summary(self, num_classes: int, detailed: bool) -> dict:
         """acc, cls_loss, latent_loss (None without a teacher); with `detailed` also uar, macro_f1, confusion."""

@@ -51,6 +51,7 @@ class PairedPartners:
 
     def __init__(self, train_keys: np.ndarray) -> None:
         self.train_keys = np.asarray(train_keys)
+        self.rng = None  # draws nothing
 
     def draw(self, positions: np.ndarray) -> np.ndarray:
         return self.train_keys[positions]

@@ -1,13 +1,10 @@
-"""A run's folder and the files in it: the folder itself, the log, and JSON written atomically."""
+"""A run's folder: created new for every run, its log, and the code's git commit."""
 
 from __future__ import annotations
 
 import datetime
-import json
-import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from utils.errors import InputError
 
@@ -24,15 +21,6 @@ def make_run_dir(output_dir: str, script: str, seed: int) -> Path:
         except FileExistsError:
             continue
     raise InputError(f"could not create a new run folder under {parent}")
-
-
-def write_json_atomically(data: Any, path: Path, indent: int | None = 2) -> None:
-    """Write `data` as JSON so that a reader sees the old file or the new one, never a half-written one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=indent)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def git_commit() -> str | None:

@@ -24,6 +24,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from utils.atomic import remove_stale_temporaries, temporary_path
+
 
 class Teacher(Protocol):
     """A frozen model that maps a list of raw inputs to a B x dim float32 tensor on its device."""
@@ -68,6 +70,13 @@ class InLoopTeacher:
             return self.teacher.encode(inputs).float()
 
 
+def cache_key(teacher_identity: str, data_fingerprint: str, amp_dtype: torch.dtype | None, device_type: str) -> str:
+    """The disk cache's key: everything that changes a feature. The teacher's weights and preprocessing, the
+    data (both by content), and the arithmetic: autocast's dtype and the kind of device."""
+    parts = [teacher_identity, data_fingerprint, f"amp={amp_dtype}", f"device={device_type}"]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
 class TeacherFeatureCache:
     """Each distinct teacher feature the run needs, computed once (batched, inference mode), kept on
     the training device and served by key.
@@ -88,8 +97,10 @@ class TeacherFeatureCache:
         self.build_seconds = 0.0
         self.path = None
         if cache_dir is not None:
-            digest = hashlib.sha256(f"{teacher.identity}\n{inputs.fingerprint}".encode()).hexdigest()[:24]
-            self.path = Path(cache_dir) / f"teacher_features_{digest}.safetensors"
+            key = cache_key(teacher.identity, inputs.fingerprint, amp_dtype, device.type)
+            self.path = Path(cache_dir) / f"teacher_features_{key}.safetensors"
+            if self.path.parent.is_dir():
+                remove_stale_temporaries(self.path.parent)
             self._load()
 
     @property
@@ -149,7 +160,7 @@ class TeacherFeatureCache:
             problem = f"unreadable ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
         if problem:
             print(f"warning: teacher cache {self.path} is corrupted: {problem}; rebuilding it", file=sys.stderr)
-            self.path.unlink()
+            self.path.unlink(missing_ok=True)  # another run may have replaced or removed it meanwhile
             return
         self._add(keys.to(self.device), features.to(self.device))
         self.loaded = len(keys)
@@ -171,7 +182,7 @@ class TeacherFeatureCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = torch.nonzero(self.row_of_key >= 0).flatten()
         rows = self.row_of_key[keys]
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp = temporary_path(self.path)
         save_file({"keys": keys.cpu().contiguous(), "features": self.features[rows].cpu().contiguous()}, str(tmp),
                   metadata={"teacher": self.teacher.identity, "data": self.inputs.fingerprint})
         os.replace(tmp, self.path)

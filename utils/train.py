@@ -8,8 +8,6 @@ features (a `TeacherFeatureCache` or an `InLoopTeacher`).
 from __future__ import annotations
 
 import csv
-import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from utils.atomic import save_torch_atomically
 from utils.data import Split
 from utils.errors import NonFiniteLossError
 from utils.loss import synergy_loss
@@ -29,6 +28,7 @@ from utils.metrics import MetricAccumulator
 from utils.pairing import Partners
 from utils.precise_bn import recompute_batchnorm_statistics
 from utils.teacher_features import autocast
+from utils.train_state import STATE_FILE, Progress, restore_training_state, save_training_state
 
 METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
                    "train_seconds", "epoch_seconds")
@@ -80,6 +80,7 @@ class TrialSetup:
     partners: Partners  # draws training partners' keys: `.draw(positions)`
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    batch_order: torch.Generator  # shuffles the training split each epoch
     teacher_features: TeacherSource | None
     lam: float
     device: torch.device
@@ -96,64 +97,63 @@ def _format(stage: str, result: dict) -> str:
     return line
 
 
-def _save_atomically(state: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_trial(setup: TrialSetup, epochs: int, trial_dir: Path, log: Callable[[str], None],
-                progress: bool) -> dict:
-    """Train for `epochs`, keep the best validation epoch's weights, test them; return the trial's record."""
+                progress: bool, resume: dict | None = None) -> dict:
+    """Train for `epochs` (or, with a saved training state `resume`, the epochs after its last one), keep the
+    best validation epoch's weights, test them; return the trial's record. After each epoch the training
+    state is saved in `trial_dir`, so an interrupted trial can continue exactly (`--resume`)."""
     scaler = torch.amp.GradScaler(setup.device.type) if setup.amp_dtype == torch.float16 else None
+    done = restore_training_state(resume, setup, scaler) if resume else Progress()
     val_keys = setup.splits["val"].teacher_keys
-    best_acc, best_epoch, best_val = -math.inf, 0, None
     checkpoint = trial_dir / "best.pt"
     with open(trial_dir / "metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(METRICS_COLUMNS)
-        for epoch in range(1, epochs + 1):
+        writer.writerows([METRICS_COLUMNS, *done.rows])
+        for epoch in range(done.epoch + 1, epochs + 1):
             lr = setup.optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
-            train = _epoch(setup, "train", setup.partners.draw, progress and f"epoch {epoch}/{epochs}", scaler)
+            train = _epoch(setup, "train", setup.partners.draw, f"epoch {epoch}", progress, scaler)
             train_seconds = time.perf_counter() - start
             if "precise_bn" in setup.loaders:  # saved with the weights in best.pt: the test uses them as they are
                 recompute_batchnorm_statistics(setup.student, setup.loaders["precise_bn"], setup.device,
                                                setup.amp_dtype)
-            val = _epoch(setup, "val", val_keys.__getitem__, progress and "validate")
+            val = _epoch(setup, "val", val_keys.__getitem__, f"epoch {epoch}", progress)
             epoch_seconds = time.perf_counter() - start
-            _check_finite(train, epoch)
             log(f"{epoch}/{epochs} " + _format("Train", train))
             log(f"{epoch}/{epochs} " + _format("Val", val))
-            writer.writerow([epoch, f"{lr:.6g}", train["cls_loss"], _blank(train["latent_loss"]), train["acc"],
-                             val["cls_loss"], _blank(val["latent_loss"]), val["acc"],
-                             f"{train_seconds:.3f}", f"{epoch_seconds:.3f}"])
+            row = [epoch, f"{lr:.6g}", train["cls_loss"], _blank(train["latent_loss"]), train["acc"],
+                   val["cls_loss"], _blank(val["latent_loss"]), val["acc"], f"{train_seconds:.3f}",
+                   f"{epoch_seconds:.3f}"]
+            writer.writerow(row)
             handle.flush()
-            if val["acc"] > best_acc:
-                best_acc, best_epoch, best_val = val["acc"], epoch, val
-                _save_atomically(setup.student.state_dict(), checkpoint)
+            done.rows.append(row)
+            if val["acc"] > done.best_acc:
+                done.best_acc, done.best_epoch, done.best_val = val["acc"], epoch, val
+                save_torch_atomically(setup.student.state_dict(), checkpoint)
             setup.scheduler.step()
+            done.epoch = epoch
+            save_training_state(trial_dir / STATE_FILE, setup, scaler, done)
     setup.student.load_state_dict(torch.load(checkpoint, map_location=setup.device, weights_only=True))
-    test = _epoch(setup, "test", setup.splits["test"].teacher_keys.__getitem__, progress and "test")
+    test = _epoch(setup, "test", setup.splits["test"].teacher_keys.__getitem__, "the test", progress)
     log(_format("Test", test))
-    return {"best_epoch": best_epoch, "val": best_val, "test": test, "checkpoint": str(checkpoint)}
+    return {"best_epoch": done.best_epoch, "val": done.best_val, "test": test, "checkpoint": str(checkpoint)}
 
 
-def _epoch(setup: TrialSetup, split: str, partner_keys: Callable, progress: str | bool,
+_STAGES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _epoch(setup: TrialSetup, split: str, partner_keys: Callable, when: str, progress: bool,
            scaler: torch.amp.GradScaler | None = None) -> dict:
+    """One pass over a split; a non-finite loss or prediction ends the run (NonFiniteLossError, exit 1)."""
     metrics = run_epoch(setup.student, setup.loaders[split], lam=setup.lam, device=setup.device,
                         teacher_features=setup.teacher_features, partner_keys=partner_keys,
                         optimizer=setup.optimizer if split == "train" else None, scaler=scaler,
-                        amp_dtype=setup.amp_dtype, progress=progress or None)
+                        amp_dtype=setup.amp_dtype, progress=f"{_STAGES[split]}, {when}" if progress else None)
+    if not metrics.finite():
+        raise NonFiniteLossError(f"the {_STAGES[split]} loss or predictions became non-finite in {when} "
+                                 f"(cls {float(metrics.cls_sum) / metrics.count:.4g}); expected finite values: "
+                                 "try a lower --learning_rate or --amp none")
     return metrics.summary(setup.num_classes, setup.detailed_metrics)
-
-
-def _check_finite(result: dict, epoch: int) -> None:
-    losses = [result["cls_loss"]] + ([] if result["latent_loss"] is None else [result["latent_loss"]])
-    if not all(math.isfinite(x) for x in losses):
-        raise NonFiniteLossError(f"the training loss became non-finite in epoch {epoch} "
-                                 f"(cls {result['cls_loss']}, latent {result['latent_loss']}); "
-                                 "expected finite losses: try a lower --learning_rate or --amp none")
 
 
 def _blank(value: float | None) -> Any:

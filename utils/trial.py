@@ -19,7 +19,8 @@ from utils.errors import InputError
 from utils.experiment import Experiment
 from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.pairing import training_partners
-from utils.run_folder import write_json_atomically
+from utils.atomic import write_json_atomically
+from utils.batch_order import ShuffledEpochs
 from utils.precise_bn import has_batchnorm
 from utils.seed import batch_order_generator, partner_rng, precise_bn_rng, set_seed, split_rng
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
@@ -55,30 +56,42 @@ class Trials:
         if self.features is not None:
             self.features.prepare(np.concatenate([partners.possible_keys(), splits["val"].teacher_keys,
                                                   splits["test"].teacher_keys]))
-        loaders = {name: self._loader(split.dataset, collate, train=name == "train",
-                                      generator=batch_order_generator(seed))
-                   for name, split in splits.items()}
+        batch_order = batch_order_generator(seed)
+        loaders = {"train": self._train_loader(splits["train"].dataset, collate, batch_order),
+                   "val": self._evaluation_loader(splits["val"].dataset, collate),
+                   "test": self._evaluation_loader(splits["test"].dataset, collate)}
         if experiment.precise_bn and has_batchnorm(student):
             # A fixed, seeded sample of the training split, drawn from its own stream: the same for every lam.
             order = precise_bn_rng(seed).permutation(len(splits["train"].dataset))[:experiment.precise_bn]
-            loaders["precise_bn"] = self._loader(Subset(splits["train"].dataset, order.tolist()), collate, train=False)
+            sample = Subset(splits["train"].dataset, order.tolist())
+            # Batches as in training (a batch of one has no batch statistics): the last incomplete one is dropped.
+            loaders["precise_bn"] = self._evaluation_loader(sample, collate, drop_last=len(sample) > args.batch_size)
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
         if experiment.schedule == "step":
             scheduler = step_schedule(optimizer, args.lr_decay_step, args.lr_decay_ratio)
         else:
             scheduler = warmup_cosine_schedule(optimizer, args.warmup_epochs)
         return TrialSetup(student=student, loaders=loaders, splits=splits, partners=partners, optimizer=optimizer,
-                          scheduler=scheduler, teacher_features=self.features, lam=args.lam, device=self.device,
+                          scheduler=scheduler, batch_order=batch_order, teacher_features=self.features, lam=args.lam,
+                          device=self.device,
                           amp_dtype=self.amp_dtype, num_classes=experiment.num_classes,
                           detailed_metrics=experiment.detailed_metrics)
 
-    def _loader(self, dataset: Dataset, collate: Callable, train: bool,
-                generator: torch.Generator | None = None) -> DataLoader:
-        args = self.args
-        return DataLoader(dataset, batch_size=args.batch_size, shuffle=train, generator=generator if train else None,
-                          drop_last=train and len(dataset) > args.batch_size, collate_fn=collate,
-                          num_workers=args.num_workers, persistent_workers=args.num_workers > 0,
+    def _train_loader(self, dataset: Dataset, collate: Callable, batch_order: torch.Generator) -> DataLoader:
+        """Shuffled by the trial's batch-order generator; the last incomplete batch is dropped unless it is the
+        only one. Its workers persist across epochs and take their seeds from a generator of their own."""
+        workers = self.args.num_workers
+        return DataLoader(dataset, batch_size=self.args.batch_size, sampler=ShuffledEpochs(len(dataset), batch_order),
+                          drop_last=len(dataset) > self.args.batch_size, collate_fn=collate, num_workers=workers,
+                          persistent_workers=workers > 0, generator=torch.Generator(),
                           pin_memory=self.device.type == "cuda")
+
+    def _evaluation_loader(self, dataset: Dataset, collate: Callable, drop_last: bool = False) -> DataLoader:
+        """In order. Each pass starts its workers afresh: a DataLoader draws one number from the global
+        generator per pass without workers or per lifetime with persistent ones, and the global generator
+        also drives the student's dropout and masking, so persistence would tie the results to --num_workers."""
+        return DataLoader(dataset, batch_size=self.args.batch_size, shuffle=False, drop_last=drop_last,
+                          collate_fn=collate, num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda")
 
 
 def teacher_features(experiment: Experiment, args: argparse.Namespace, device: torch.device) -> TeacherSource | None:

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits  # installed with scikit-learn
 from tqdm import tqdm
 
 from datasets.tools.spectrogram import log_power_spectrogram
+from utils.atomic import process_alive
 
 AUDIO_RATE = 8000
 MARKER = "BUILD_COMPLETE"
@@ -150,7 +151,7 @@ def build_atomically(out: Path, write: Callable[[Path], None], stamp: Mapping[st
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     for partial in out.parent.glob(f".{out.name}.partial-*"):
-        if not _process_alive(partial.name.rsplit("-", 1)[1]):
+        if not process_alive(partial.name.rsplit("-", 1)[1]):
             shutil.rmtree(partial, ignore_errors=True)
     temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
@@ -168,15 +169,3 @@ def build_atomically(out: Path, write: Callable[[Path], None], stamp: Mapping[st
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return out
-
-
-def _process_alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return True  # not one of ours: leave it alone
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
