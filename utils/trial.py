@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -15,10 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from utils.config import resolve_device
-from utils.errors import InputError
 from utils.experiment import Experiment
 from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.pairing import training_partners
+from utils.preflight import load_split_file
 from utils.run_folder import write_json_atomically
 from utils.precise_bn import has_batchnorm
 from utils.seed import batch_order_generator, partner_rng, precise_bn_rng, set_seed, split_rng
@@ -91,14 +90,3 @@ def teacher_features(experiment: Experiment, args: argparse.Namespace, device: t
     return TeacherFeatureCache(experiment.teacher, experiment.teacher_inputs, device, AMP_DTYPES[args.amp],
                                cache_dir=args.cache_dir, progress=not args.no_progress)
 
-
-def load_split_file(path: str) -> dict[str, list]:
-    """The train, val and test lists of an earlier trial's split.json."""
-    try:
-        with open(path) as handle:
-            record = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read --split_file {path}: {error}; expected a split.json of an earlier trial") from None
-    if not isinstance(record, dict) or not all(isinstance(record.get(k), list) for k in ("train", "val", "test")):
-        raise InputError(f"--split_file {path} must hold lists 'train', 'val' and 'test'")
-    return {name: record[name] for name in ("train", "val", "test")}
