@@ -58,10 +58,12 @@ def test_splits_give_keys_and_batches(avmnist):
 def test_bad_split_records_are_rejected(avmnist):
     data = load_avmnist(avmnist)
     splits = AvmnistSplits(data, data.images)
-    with pytest.raises(InputError, match="share items"):
+    with pytest.raises(InputError, match="item 1 of the train array appears 2 times in 'train' and 'val'"):
         splits.build({"train": [0, 1], "val": [1], "test": [0]})
     with pytest.raises(InputError, match="0..39"):
         splits.build({"train": [0, 1], "val": [2], "test": [45]})
+    with pytest.raises(InputError, match="item 3 of the test array appears 12 times in 'test'"):
+        splits.build({"train": [0, 1], "val": [2], "test": [3] * 12})
 
 
 def test_wavs_are_matched_by_number_and_resampled(avmnist):
@@ -113,3 +115,19 @@ def test_not_an_avmnist_folder(tmp_path):
         load_avmnist(tmp_path)
     with pytest.raises(InputError, match="not a folder"):
         load_avmnist(tmp_path / "nope")
+
+
+def test_float_spectrograms_are_scaled_as_multibench_scales_them(tmp_path):
+    # MultiBench's get_dataloader divides the spectrograms by 255.0 whatever their dtype.
+    root = write_synthetic_avmnist(tmp_path / "mb", n_train=20, n_test=10, layout="multibench")
+    stored = np.load(root / "audio" / "train_data.npy")
+    uint8 = load_avmnist(root).spectrograms["train"]
+    uint8_batch = collate_arrays([(uint8[i], 0, i) for i in range(4)]).inputs["x"]
+    assert uint8.dtype == torch.uint8 and torch.equal(uint8_batch, uint8[:4].float() / 255.0)  # as before
+    for dtype in (np.float32, np.float64):
+        np.save(root / "audio" / "train_data.npy", stored.astype(dtype))
+        spectrograms = load_avmnist(root).spectrograms["train"]
+        expected = (stored.astype(dtype) / 255.0).astype(np.float32).reshape(spectrograms.shape)
+        assert spectrograms.dtype == torch.float32 and torch.equal(spectrograms, torch.from_numpy(expected))
+        batch = collate_arrays([(spectrograms[i], 0, i) for i in range(4)]).inputs["x"]
+        assert torch.allclose(batch, uint8_batch, atol=1e-7)
