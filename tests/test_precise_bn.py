@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+import AVMNIST_A2V
 import AVMNIST_V2A
 import IEMOCAP_A2T
 from tests.helpers import build_trial, results_in, run_in_process
@@ -69,6 +70,16 @@ def test_the_resnet_students_get_a_fixed_seeded_sample_the_same_for_every_lam(av
     everything = build_trial(AVMNIST_V2A, argv[:-1] + ["8192"], tmp_path / "all")
     assert sorted(positions(everything)) == list(range(81))  # N larger than the split: the whole split
     assert "precise_bn" not in build_trial(AVMNIST_V2A, argv[:-1] + ["0"], tmp_path / "off").loaders
+
+
+def test_a_last_batch_of_one_image_is_left_out(avmnist, tmp_path):
+    # A 28x28 image leaves a 1x1 map at the last BatchNorm, which cannot take the statistics of one sample;
+    # a 112x112 spectrogram leaves 4x4, so V->A keeps it.
+    argv = ["--data_root", str(avmnist), "--lam", "0", "--precise_bn", "33", "--batch_size", "32"]
+    images = build_trial(AVMNIST_A2V, argv, tmp_path / "a2v")
+    spectrograms = build_trial(AVMNIST_V2A, argv, tmp_path / "v2a")
+    assert [len(batch.labels) for batch in images.loaders["precise_bn"]] == [32]
+    assert [len(batch.labels) for batch in spectrograms.loaders["precise_bn"]] == [32, 1]
 
 
 def test_students_without_batchnorm_get_no_recalibration(iemocap, tiny_models, tmp_path):

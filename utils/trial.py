@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from utils.config import resolve_device
+from utils.errors import InputError
 from utils.experiment import Experiment
 from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.pairing import training_partners
@@ -49,6 +50,14 @@ class Trials:
         set_seed(seed, args.deterministic)  # right before the student: its init does not depend on lam
         student, collate = experiment.build_student(args, experiment.feature_dim)
         student.to(self.device)
+        # A student may need more than one sample per training batch (BatchNorm over a 1x1 feature map); the
+        # smallest training batch is the whole split when that is no larger than a batch.
+        min_batch = getattr(student, "min_batch", 1)
+        smallest = min(args.batch_size, len(splits["train"].dataset))
+        if smallest < min_batch:
+            raise InputError(f"training batches of {smallest} sample(s) (--batch_size {args.batch_size}, "
+                             f"{len(splits['train'].dataset)} training items); the student needs at least "
+                             f"{min_batch} per batch (BatchNorm)")
         partners = training_partners(args.pairing, splits["train"].teacher_keys, experiment.unpaired_pool,
                                      partner_rng(seed))
         if self.features is not None:
@@ -60,6 +69,8 @@ class Trials:
         if experiment.precise_bn and has_batchnorm(student):
             # A fixed, seeded sample of the training split, drawn from its own stream: the same for every lam.
             order = precise_bn_rng(seed).permutation(len(splits["train"].dataset))[:experiment.precise_bn]
+            if 0 < len(order) % args.batch_size < min_batch:  # a last batch too small for the student is left out
+                order = order[:-(len(order) % args.batch_size)]
             loaders["precise_bn"] = self._loader(Subset(splits["train"].dataset, order.tolist()), collate, train=False)
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
         if experiment.schedule == "step":
