@@ -52,8 +52,8 @@ def demo_settings(demo_dir: Path) -> dict[str, Any]:
 
 def build_experiment(args: argparse.Namespace) -> Experiment:
     corpus = load_iemocap(args.audio_dir, args.text_dir, args.classes)
-    # Teacher keys: utterance i's audio is key i.
-    audio = WaveformFiles([u.wav_path for u in corpus.utterances], args.max_audio_seconds)
+    # Teacher keys: utterance i's audio is key i (only the teacher hears it, so only checked with one).
+    audio = WaveformFiles([u.wav_path for u in corpus.utterances], args.max_audio_seconds) if args.lam > 0 else None
     teacher = Wav2Vec2Teacher(args.mj_model, args.teacher_path, seed=args.random_seed) if args.lam > 0 else None
     return Experiment(
         tag=TAG,
@@ -63,7 +63,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         build_student=build_student,
         schedule="warmup_cosine",
         teacher=teacher,
-        teacher_inputs=audio if teacher else None,
+        teacher_inputs=audio,
         detailed_metrics=True,
     )
 

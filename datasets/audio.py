@@ -13,18 +13,24 @@ import torchaudio.functional
 from utils.errors import InputError
 
 TARGET_RATE = 16_000
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the WAV encodings that can hold NaN or inf
 _announced_rates: set[int] = set()
 
 
 def read_waveform(path: str | Path, sample_rate: int = TARGET_RATE, max_seconds: float | None = None) -> np.ndarray:
     """Mono float32 samples of `path` at `sample_rate`, cut to the first `max_seconds` if given.
 
-    Another source rate is resampled, with a notice the first time each rate is seen.
+    Another source rate is resampled, with a notice the first time each rate is seen. An empty file, or
+    one holding NaN or inf (only float WAVs can), is an InputError.
     """
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-        raise InputError(f"cannot read WAV {path}: {error}; expected a readable PCM WAV file") from None
+        raise _unreadable(path, error) from None
+    if samples.size == 0:  # before resampling, which fails on no samples
+        raise _empty(path)
+    if not np.isfinite(samples).all():
+        raise InputError(f"WAV {path} holds non-finite samples (NaN or inf); expected finite audio")
     samples = samples.mean(axis=1)
     if rate != sample_rate:
         if rate not in _announced_rates:
@@ -33,6 +39,27 @@ def read_waveform(path: str | Path, sample_rate: int = TARGET_RATE, max_seconds:
         samples = torchaudio.functional.resample(torch.from_numpy(samples), rate, sample_rate).numpy()
     if max_seconds is not None:
         samples = samples[: int(max_seconds * sample_rate)]
-    if samples.size == 0:
-        raise InputError(f"WAV {path} holds no samples; expected audio")
+        if samples.size == 0:
+            raise InputError(f"--max_audio_seconds {max_seconds} keeps no sample of {path}; expected a longer cut")
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def check_wav(path: str | Path) -> None:
+    """What can be known of a WAV before training without decoding it: a readable header and at least one
+    sample. Float WAVs are read in full: unlike PCM, they can hold NaN or inf."""
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        raise _unreadable(path, error) from None
+    if info.frames == 0:
+        raise _empty(path)
+    if info.subtype in FLOAT_SUBTYPES:
+        read_waveform(path, sample_rate=info.samplerate)
+
+
+def _unreadable(path: str | Path, error: Exception) -> InputError:
+    return InputError(f"cannot read WAV {path}: {error}; expected a readable PCM WAV file")
+
+
+def _empty(path: str | Path) -> InputError:
+    return InputError(f"WAV {path} holds no samples; expected audio")

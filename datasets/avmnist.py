@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +34,8 @@ AUDIO_ARCHIVE = "avmnist_audio_raw.tar.gz"
 @dataclass
 class AvmnistData:
     """Arrays of both splits, loaded once. Images are float 1x28x28 ready for a model (/255, or the
-    [-1, 1] raw image with `pca=False`); spectrograms stay in their stored dtype (scaled per batch)."""
+    [-1, 1] raw image with `pca=False`); uint8 spectrograms stay uint8 (scaled per batch), float ones
+    are scaled by 1/255 when loaded."""
 
     root: Path
     layout: str  # "original" or "multibench"
@@ -65,9 +67,18 @@ def _load_array(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"missing AVMNIST file {path}")
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise InputError(f"cannot read {path} as a .npy array ({error})") from None
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:  # EOFError: an empty file
+        reason = str(error) or "an empty file"
+        if "pickle" in reason:  # numpy's message then advises loading pickles anyway, which could run code
+            reason = "not an array of numbers; pickled Python objects are never loaded"
+        raise InputError(f"cannot read {path} as a .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens a .npz archive instead
+        array.close()
+        raise InputError(f"{path} is a .npz archive; expected a .npy array")
+    if array.ndim == 0:
+        raise InputError(f"{path} holds a single value; expected an array with one row per item")
+    return array
 
 
 def _check_items(array: np.ndarray, path: Path, n: int, item_shapes: tuple[tuple[int, ...], ...],
@@ -80,9 +91,21 @@ def _check_items(array: np.ndarray, path: Path, n: int, item_shapes: tuple[tuple
     allowed = (np.uint8,) if uint8_only else (np.uint8, np.float16, np.float32, np.float64)
     if array.dtype.type not in allowed:
         raise InputError(f"{path} has dtype {array.dtype}; expected {' or '.join(t.__name__ for t in allowed)}")
-    if array.dtype != np.uint8 and not np.isfinite(array).all():
-        raise InputError(f"{path} holds non-finite values")
+    if array.dtype != np.uint8:
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=tuple(range(1, array.ndim))))
+        if bad.size:
+            raise InputError(f"{path} holds NaN or inf in {bad.size} item(s), the first item {bad[0]}; "
+                             "expected finite values")
     return array.reshape((n, *item_shapes[0]))
+
+
+def _scaled_spectrograms(array: np.ndarray, path: Path) -> np.ndarray:
+    """Float spectrograms divided by 255 in their own dtype, then float32: MultiBench's loader divides the
+    spectrograms by 255.0 whatever their dtype, so float ones hold 0..255 as uint8 ones do."""
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise InputError(f"{path} holds float spectrograms in {array.min():g}..{array.max():g}; expected values "
+                         "in 0..255 (MultiBench's convention, scaled by 1/255 here) or a uint8 array")
+    return (array / 255.0).astype(np.float32)
 
 
 def _load_labels(root: Path, split: str) -> np.ndarray:
@@ -120,6 +143,8 @@ def load_avmnist(data_root: str | Path, pca: bool = True, images: bool = True, s
         for split in ("train", "test"):
             path = root / folder / f"{split}_data.npy"
             array = _check_items(_load_array(path), path, len(labels[split]), ((1, 112, 112), (112, 112)))
+            if array.dtype != np.uint8:  # uint8 ones stay uint8 until collate_arrays scales a batch
+                array = _scaled_spectrograms(array, path)
             loaded_spectrograms[split] = torch.from_numpy(np.ascontiguousarray(array))
     return AvmnistData(root, layout, labels, loaded_images, loaded_spectrograms)
 
@@ -171,20 +196,24 @@ def _extract_audio(root: Path) -> None:
 
 
 def check_avmnist_split(data: AvmnistData, record: dict[str, list]) -> dict[str, np.ndarray]:
-    """The split as index arrays, after checking that it fits this data (it may come from --split_file)."""
+    """The split as index arrays, after checking that it fits this data (it may come from --split_file): item
+    numbers in range, and no item twice (train and val both index the train array, test the test array)."""
     sizes = {"train": data.n_train, "val": data.n_train, "test": data.n_test}
-    indices = {}
     for name, size in sizes.items():
-        values = np.asarray(record[name])
-        if values.ndim != 1 or (values.size and (values.dtype.kind not in "iu" or values.min() < 0
-                                                 or values.max() >= size)):
-            raise InputError(f"split {name!r} must hold item numbers in 0..{size - 1}")
-        if not values.size:
+        # Checked in Python: bools, floats, nested lists and ints beyond int64 must not reach numpy.
+        wrong = [item for item in record[name] if type(item) is not int or not 0 <= item < size]
+        if wrong:
+            raise InputError(f"split {name!r} holds {wrong[0]!r}; expected item numbers in 0..{size - 1}")
+        if not record[name]:
             raise InputError(f"split {name!r} is empty; expected at least one item")
-        indices[name] = values.astype(np.int64)
-    if np.intersect1d(indices["train"], indices["val"]).size:
-        raise InputError("the train and val splits share items; expected disjoint splits of the train array")
-    return indices
+    for array, names in (("train", ("train", "val")), ("test", ("test",))):
+        counts = Counter(item for name in names for item in record[name])
+        repeated = [item for item, count in counts.items() if count > 1]
+        if repeated:
+            raise InputError(f"item {repeated[0]} of the {array} array appears {counts[repeated[0]]} times in "
+                             f"{' and '.join(map(repr, names))} ({len(repeated)} repeated items); "
+                             "expected each item once, in one split")
+    return {name: np.asarray(record[name], dtype=np.int64) for name in sizes}
 
 
 def item_keys(data: AvmnistData, split: str, indices: np.ndarray) -> np.ndarray:
@@ -207,7 +236,8 @@ class ArrayItems(Dataset):
 
 
 def collate_arrays(items: list[tuple[torch.Tensor, int, int]]) -> Batch:
-    """Stack the inputs; uint8 arrays (spectrograms) are scaled to [0, 1] here, once per batch."""
+    """Stack the inputs; uint8 arrays (spectrograms) are scaled to [0, 1] here, once per batch (float
+    ones were scaled when loaded)."""
     inputs = torch.stack([item[0] for item in items])
     inputs = inputs.float() / 255.0 if inputs.dtype == torch.uint8 else inputs.float()
     return Batch({"x": inputs}, torch.tensor([item[1] for item in items]), torch.tensor([item[2] for item in items]))

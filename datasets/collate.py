@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.audio import read_waveform
+from datasets.audio import check_wav, read_waveform
 from utils.data import Batch
 from utils.fingerprint import fingerprint_of, hash_files
 
@@ -34,11 +34,15 @@ def pad_waveforms(waveforms: list[np.ndarray], min_length: int) -> tuple[torch.T
 class WaveformFiles:
     """Raw 16 kHz waveforms of a list of WAV files, read on demand (optionally the first seconds only).
 
+    Every file is checked when the list is made (`check_wav`: its header, and float WAVs for NaN), so that
+    a bad file ends the run before training rather than in the middle of it, perhaps in a DataLoader worker.
     Also the teacher inputs of A->V and A->T, so it carries a fingerprint of the files.
     """
 
     def __init__(self, paths: Sequence[Path], max_seconds: float | None = None) -> None:
         self.paths, self.max_seconds = list(paths), max_seconds
+        for path in self.paths:
+            check_wav(path)
 
     @cached_property
     def fingerprint(self) -> str:

@@ -268,7 +268,7 @@ def iemocap_split_indices(corpus: IemocapCorpus, record: dict[str, list]) -> dic
     for name, pairs in record.items():
         part = []
         for pair in pairs:
-            if not (isinstance(pair, list) and len(pair) == 2 and pair[0] in position):
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and pair[0] in position):
                 raise InputError(f"split {name!r}: {pair!r} is not a [stem, label] pair of a selected utterance")
             index = position[pair[0]]
             if corpus.utterances[index].label != pair[1]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -199,8 +200,8 @@ def load_hf_model(
         model, info = model_cls.from_pretrained(
             where, config=config, dtype=torch.float32, output_loading_info=True, **model_kwargs
         )
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        reason = str(err).splitlines()[0]
+    except (OSError, ValueError, RuntimeError, SafetensorError, EOFError, pickle.UnpicklingError) as err:
+        reason = _load_failure(err)
         if path is None:
             raise InputError(
                 f"cannot load {role} {entry.display} ({where}) from the Hugging Face hub or its cache: {reason}; "
@@ -228,6 +229,16 @@ def hub_snapshot(repo_id: str) -> Path:
     if not isinstance(config, str):
         raise InputError(f"{repo_id} is not in the Hugging Face cache; expected it there after loading it")
     return Path(config).parent
+
+
+def _load_failure(err: Exception) -> str:
+    """Why from_pretrained failed, in one line. torch's message for an unreadable pytorch_model.bin advises
+    `weights_only=False`, which would run code from the file, so such errors get their own reason."""
+    if isinstance(err, (EOFError, pickle.UnpicklingError)):
+        return "its pytorch_model.bin is not a readable PyTorch checkpoint (empty, truncated or not one)"
+    if "ignore_mismatched_sizes" in str(err):  # the report it refers to is silenced above
+        return "its weights do not have the shapes its config.json describes"
+    return str(err).splitlines()[0]
 
 
 def minilm_folder() -> str:

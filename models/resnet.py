@@ -138,6 +138,10 @@ def _one_channel_resnet18(out_dim: int) -> nn.Module:
 class ImageResNetStudent(nn.Module):
     """A→V student: ResNet-18 on the 1×28×28 image, ``fc`` = Linear(512, D) is the feature, AVMNIST head."""
 
+    # ResNet-18 shrinks a 28×28 image 32-fold to a 1×1 map, and BatchNorm cannot train on one value per
+    # channel: training batches need two images (utils.trial reads this).
+    min_batch = 2
+
     def __init__(self, dim: int, num_classes: int = 10) -> None:
         super().__init__()
         self.backbone = _one_channel_resnet18(dim)
@@ -151,6 +155,8 @@ class ImageResNetStudent(nn.Module):
 
 class SpectrogramResNetStudent(ImageResNetStudent):
     """V→A student: the same ResNet-18 on the 1×112×112 spectrogram, with the original's initialisation."""
+
+    min_batch = 1  # a 112×112 spectrogram leaves a 4×4 map
 
     def __init__(self, dim: int, num_classes: int = 10) -> None:
         super().__init__(dim, num_classes)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tests.helpers import last_line, results_in, results_of, run_folder, run_in_process, run_script
+from tests.helpers import results_in, results_of, run_folder, run_in_process, run_script
 
 # The README's AVMNIST commands; the tests only shrink the budget on top of them.
 README_AVMNIST = ["--epochs", "30", "--learning_rate", "1e-3", "--batch_size", "32", "--optim", "adam",
@@ -81,7 +81,7 @@ def test_a2v_readme_command_with_local_wav2vec2(avmnist, tiny_models, tmp_path):
 
 
 def test_lam_zero_loads_no_teacher(avmnist, tmp_path, capsys):
-    # Offline, the default ImageNet teacher cannot be loaded (see the exit-2 test below): lam 0 never tries.
+    # Offline, the default ImageNet teacher cannot be loaded (tests/test_bad_input.py): lam 0 never tries.
     code, out, err = run_in_process("AVMNIST_V2A.py", ["--data_root", str(avmnist), "--lam", "0", "--epochs", "1",
                                                        "--n_times", "1", "--batch_size", "16", "--subset", "20",
                                                        "--output_dir", str(tmp_path)], capsys)
@@ -98,25 +98,3 @@ def test_random_teacher_is_announced_and_recorded(avmnist, tmp_path, capsys):
                                                      "--output_dir", str(tmp_path)], capsys)
     assert code == 0 and "randomly initialised" in err
     assert results_in(tmp_path)["teacher"]["random_init"] is True
-
-
-@pytest.mark.parametrize("script, args, message", [
-    ("AVMNIST_V2A.py", ["--data_root", "/nonexistent/avmnist"], "is not a folder"),
-    ("AVMNIST_V2A.py", ["--teacher_path", "/nonexistent/resnet18.pth"], "does not exist"),
-    ("AVMNIST_V2A.py", [], "IMAGENET1K_V1"),  # no local weights, offline
-    ("AVMNIST_A2V.py", [], "facebook/wav2vec2-base-960h"),
-    ("AVMNIST_A2V.py", ["--lam", "2"], "a number in [0, 1]"),
-])
-def test_bad_input_ends_with_one_line_and_exit_2(avmnist, tmp_path, script, args, message, capsys):
-    base = ["--data_root", str(avmnist)] if "--data_root" not in args else []
-    code, _, err = run_in_process(script, [*base, *args, "--output_dir", str(tmp_path)], capsys)
-    assert code == 2, err
-    assert last_line(err).startswith(f"{script}: error: ") and message in last_line(err)
-
-
-def test_broken_data_exits_2_without_a_traceback(fresh_avmnist, tmp_path):
-    (fresh_avmnist / "audio" / "audio_mnist_3.wav").write_bytes(b"RIFF nonsense")
-    process = run_script("AVMNIST_A2V.py", "--data_root", str(fresh_avmnist), "--teacher_path", "random", "--epochs", "1",
-                         "--n_times", "1", "--output_dir", str(tmp_path))
-    assert process.returncode == 2 and "audio_mnist_3.wav" in process.stderr.strip().splitlines()[-1]
-    assert "Traceback" not in process.stderr

@@ -1,13 +1,16 @@
 """Precise BatchNorm statistics before every evaluation of a ResNet student (and nothing for the others)."""
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
+import AVMNIST_A2V
 import AVMNIST_V2A
 import IEMOCAP_A2T
 from tests.helpers import build_trial, results_in, run_in_process
 from utils.data import Batch
+from utils.errors import InputError
 from utils.precise_bn import has_batchnorm, recompute_batchnorm_statistics
 
 
@@ -71,6 +74,16 @@ def test_the_resnet_students_get_a_fixed_seeded_sample_the_same_for_every_lam(av
     partial = build_trial(AVMNIST_V2A, [*argv[:-3], "32", "--precise_bn", "8192"], tmp_path / "partial")
     assert len(positions(partial)) == 64  # in whole training batches: one of a single item has no statistics
     assert "precise_bn" not in build_trial(AVMNIST_V2A, argv[:-1] + ["0"], tmp_path / "off").loaders
+
+
+def test_the_sample_is_batched_as_in_training_and_too_small_a_sample_is_refused(avmnist, tmp_path):
+    argv = ["--data_root", str(avmnist), "--lam", "0", "--precise_bn", "33", "--batch_size", "32"]
+    for script in (AVMNIST_A2V, AVMNIST_V2A):
+        setup = build_trial(script, argv, tmp_path / script.SCRIPT)
+        assert [len(batch.labels) for batch in setup.loaders["precise_bn"]] == [32]  # the last incomplete is dropped
+    # A 28x28 image leaves a 1x1 map at the last BatchNorm: one sample has no statistics there.
+    with pytest.raises(InputError, match="--precise_bn 1 gives a batch of 1 sample"):
+        build_trial(AVMNIST_A2V, [*argv, "--precise_bn", "1"], tmp_path / "one")
 
 
 def test_students_without_batchnorm_get_no_recalibration(iemocap, tiny_models, tmp_path):

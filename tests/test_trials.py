@@ -43,7 +43,7 @@ def test_split_file_and_subset(avmnist, tiny_models, tmp_path):
     assert len(reused.splits["train"].dataset) == 5
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [0, 1], "val": [1], "test": [0]}))
-    with pytest.raises(InputError, match="share items"):
+    with pytest.raises(InputError, match="item 1 of the train array appears 2 times in .train. and .val."):
         build_trial(AVMNIST_V2A, [*base, "--split_file", str(bad)], tmp_path / "bad")
 
 

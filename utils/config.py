@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from utils.errors import InputError
+from utils.preflight import check_run_paths
 from utils.resume import FREE_ON_RESUME, check_resumed_options, recorded_options
 
 # The options of the original scripts (all four shared one parser).
@@ -23,6 +25,7 @@ ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed",
                     "--learning_rate", "--lr_decay_ratio", "--lr_decay_step", "--language_model", "--mj_model",
                     "--optim", "--lam", "--version", "--pca", "--gpu_ids", "--n_times")
 DEMO_DIR = Path.home() / ".cache" / "one-modality-demo"
+MAX_SEED = 2**32 - 1  # trial k seeds NumPy with random_seed + k
 
 
 def str2bool(value: str) -> bool:
@@ -176,7 +179,8 @@ def announce_demo(demo_dir: Path, note: str) -> None:
 
 def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, required: str,
                       demo_settings: Callable[[Path], dict[str, Any]] | None = None) -> argparse.Namespace:
-    """Parse a script's options and check them; errors exit 2 through argparse.
+    """Parse a script's options and check them; errors exit 2 through argparse. Then check, before any data
+    or model is loaded, the folders the run writes to and the split file it reads (InputError).
 
     `required` is the data option needed unless `--demo`; with `--demo`, `demo_settings(demo_dir)` builds
     (or reuses) the demo data and returns the defaults it runs with (options given still win). A script
@@ -192,7 +196,11 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     if wanted.demo and demo_settings is None:
         parser.error("this script has no --demo; give its data option")
     if wanted.demo:
-        parser.set_defaults(**demo_settings(Path(wanted.demo_dir)))
+        try:
+            parser.set_defaults(**demo_settings(Path(wanted.demo_dir)))
+        except OSError as error:  # built on first use: a file or a read-only folder in the way
+            raise InputError(f"--demo_dir {wanted.demo_dir}: cannot build the demo there ({error}); "
+                             "expected a folder this user can write to") from None
     if wanted.resume:
         recorded = recorded_options(wanted.resume, script)
         known = vars(parser.parse_known_args([])[0])
@@ -209,8 +217,13 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         parser.error(f"--device {args.device} asked for CUDA, but no CUDA device is available")
     if not args.demo and getattr(args, required.removeprefix("--")) is None:
         parser.error(f"{required} is required (or --demo for the built-in data)")
+    last_seed = args.random_seed + args.n_times - 1
+    if args.random_seed < 0 or last_seed > MAX_SEED:
+        parser.error(f"--random_seed {args.random_seed} with --n_times {args.n_times} gives trial seeds "
+                     f"{args.random_seed}..{last_seed}; expected seeds in 0..{MAX_SEED} (NumPy's range)")
     if args.num_workers is None:
         args.num_workers = 4 if resolve_device(args).type == "cuda" else 0
+    check_run_paths(args)
     return args
 
 

@@ -24,6 +24,15 @@ def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argpars
         print(f"{prog}: interrupted; results of finished trials are kept", file=sys.stderr)
         return 130
     except (InputError, NonFiniteLossError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {one_line_message(error)}", file=sys.stderr)
         return error.exit_code
     return 0
+
+
+def one_line_message(error: Exception) -> str:
+    """The error's own message. torch re-raises an error of a DataLoader worker as the same type with the
+    worker's traceback as its message, whose last line is `<module>.<type>: <message>`: that message is kept."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    return text.rstrip().splitlines()[-1].removeprefix(f"{type(error).__module__}.{type(error).__qualname__}: ")

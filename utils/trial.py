@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +20,7 @@ from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.pairing import training_partners
 from utils.atomic import write_json_atomically
 from utils.batch_order import ShuffledEpochs
+from utils.preflight import load_split_file
 from utils.precise_bn import has_batchnorm
 from utils.seed import batch_order_generator, partner_rng, precise_bn_rng, set_seed, split_rng
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
@@ -51,6 +51,14 @@ class Trials:
         set_seed(seed, args.deterministic)  # right before the student: its init does not depend on lam
         student, collate = experiment.build_student(args, experiment.feature_dim)
         student.to(self.device)
+        # A student may need more than one sample per training batch (BatchNorm over a 1x1 feature map); the
+        # smallest training batch is the whole split when that is no larger than a batch.
+        min_batch = getattr(student, "min_batch", 1)
+        smallest = min(args.batch_size, len(splits["train"].dataset))
+        if smallest < min_batch:
+            raise InputError(f"training batches of {smallest} sample(s) (--batch_size {args.batch_size}, "
+                             f"{len(splits['train'].dataset)} training items); the student needs at least "
+                             f"{min_batch} per batch (BatchNorm)")
         partners = training_partners(args.pairing, splits["train"].teacher_keys, experiment.unpaired_pool,
                                      partner_rng(seed))
         if self.features is not None:
@@ -64,7 +72,10 @@ class Trials:
             # A fixed, seeded sample of the training split, drawn from its own stream: the same for every lam.
             order = precise_bn_rng(seed).permutation(len(splits["train"].dataset))[:experiment.precise_bn]
             sample = Subset(splits["train"].dataset, order.tolist())
-            # Batches as in training (a batch of one has no batch statistics): the last incomplete one is dropped.
+            if len(sample) < min_batch:
+                raise InputError(f"--precise_bn {experiment.precise_bn} gives a batch of {len(sample)} sample(s); "
+                                 f"the student needs at least {min_batch} for BatchNorm statistics (or 0: none)")
+            # Batches as in training: the last incomplete one is dropped.
             loaders["precise_bn"] = self._evaluation_loader(sample, collate, drop_last=len(sample) > args.batch_size)
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
         if experiment.schedule == "step":
@@ -104,14 +115,3 @@ def teacher_features(experiment: Experiment, args: argparse.Namespace, device: t
     return TeacherFeatureCache(experiment.teacher, experiment.teacher_inputs, device, AMP_DTYPES[args.amp],
                                cache_dir=args.cache_dir, progress=not args.no_progress)
 
-
-def load_split_file(path: str) -> dict[str, list]:
-    """The train, val and test lists of an earlier trial's split.json."""
-    try:
-        with open(path) as handle:
-            record = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read --split_file {path}: {error}; expected a split.json of an earlier trial") from None
-    if not isinstance(record, dict) or not all(isinstance(record.get(k), list) for k in ("train", "val", "test")):
-        raise InputError(f"--split_file {path} must hold lists 'train', 'val' and 'test'")
-    return {name: record[name] for name in ("train", "val", "test")}
