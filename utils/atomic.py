@@ -2,16 +2,20 @@
 
 A write goes to `<name>.tmp<pid>` and is renamed over the target. A writer killed in between leaves its
 temporary file behind: it is never read, and `remove_stale_temporaries` deletes those of dead processes.
+In a run of several processes (torchrun) only the first writes; the others' writes do nothing.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+
+from utils.distributed import is_main
 
 TEMPORARY = ".tmp"
 
@@ -23,6 +27,8 @@ def temporary_path(path: Path) -> Path:
 
 def write_json_atomically(data: Any, path: Path, indent: int | None = 2) -> None:
     """Strict JSON (NaN and infinities are refused, never written), atomically."""
+    if not is_main():
+        return
     tmp = temporary_path(path)
     with open(tmp, "w") as handle:
         json.dump(data, handle, indent=indent, allow_nan=False)
@@ -30,7 +36,18 @@ def write_json_atomically(data: Any, path: Path, indent: int | None = 2) -> None
     os.replace(tmp, path)
 
 
+def write_csv_atomically(rows: Sequence[Sequence[Any]], path: Path) -> None:
+    if not is_main():
+        return
+    tmp = temporary_path(path)
+    with open(tmp, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    os.replace(tmp, path)
+
+
 def save_torch_atomically(state: Any, path: Path) -> None:
+    if not is_main():
+        return
     tmp = temporary_path(path)
     torch.save(state, tmp)
     os.replace(tmp, path)

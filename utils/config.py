@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from utils.distributed import launched, launched_world_size, local_rank
 from utils.errors import InputError
 from utils.preflight import check_run_paths
 from utils.resume import FREE_ON_RESUME, check_resumed_options, recorded_options
@@ -221,6 +222,9 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     if args.random_seed < 0 or last_seed > MAX_SEED:
         parser.error(f"--random_seed {args.random_seed} with --n_times {args.n_times} gives trial seeds "
                      f"{args.random_seed}..{last_seed}; expected seeds in 0..{MAX_SEED} (NumPy's range)")
+    if args.batch_size % launched_world_size():
+        parser.error(f"--batch_size {args.batch_size} is the global batch and must divide among the "
+                     f"{launched_world_size()} processes; expected a multiple of {launched_world_size()}")
     if args.num_workers is None:
         args.num_workers = 4 if resolve_device(args).type == "cuda" else 0
     check_run_paths(args)
@@ -252,9 +256,12 @@ def _ignore_other_original_options(args: argparse.Namespace) -> None:
 
 
 def resolve_device(args: argparse.Namespace) -> torch.device:
-    """`--device cuda:N` wins over --gpu_ids; otherwise CUDA means cuda:<first of --gpu_ids>."""
+    """`--device cuda:N` wins over --gpu_ids; otherwise CUDA means cuda:<first of --gpu_ids>. Under torchrun
+    each process takes the GPU of its local rank."""
     if args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    if launched():
+        return torch.device("cuda", local_rank())
     if args.device.startswith("cuda:"):
         return torch.device(args.device)
     return torch.device(f"cuda:{int(args.gpu_ids.split(',')[0])}")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Sequence
 
+from utils.config import resolve_device
+from utils.distributed import Processes, launched
 from utils.errors import InputError, NonFiniteLossError
 from utils.experiment import Experiment
 from utils.run import run_experiment
@@ -19,14 +22,24 @@ def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argpars
     prog = f"{script}.py"
     try:
         args = parse_args(argv)
-        run_experiment(build_experiment(args), args)
+        with Processes(prog, resolve_device(args)):  # several, under torchrun
+            run_experiment(build_experiment(args), args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; results of finished trials are kept", file=sys.stderr)
-        return 130
+        return _ended(130)
     except (InputError, NonFiniteLossError) as error:
         print(f"{prog}: error: {one_line_message(error)}", file=sys.stderr)
-        return error.exit_code
+        return _ended(error.exit_code)
     return 0
+
+
+def _ended(code: int) -> int:
+    """A process of several that failed leaves at once: shutting down its process group could wait for the
+    others, which are stopping too (utils.distributed.Processes)."""
+    if launched():
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def one_line_message(error: Exception) -> str:

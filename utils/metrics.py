@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
+from utils.distributed import gather_rows, sum_across, world_size
+
 
 @dataclass
 class MetricAccumulator:
@@ -33,6 +35,16 @@ class MetricAccumulator:
         self.nonfinite_logits = self.nonfinite_logits + (~torch.isfinite(logits.detach())).sum()
         self.predictions.append(logits.detach().argmax(dim=1))
         self.labels.append(labels.detach())
+
+    def across_processes(self) -> MetricAccumulator:
+        """The sums and predictions of every process (each holds a share of the samples)."""
+        if world_size() == 1:
+            return self
+        latent = 0.0 if self.latent_sum is None else self.latent_sum
+        sums = sum_across(torch.stack([torch.as_tensor(value, dtype=torch.float64, device=self.labels[0].device)
+                                       for value in (self.cls_sum, latent, self.count, self.nonfinite_logits)]))
+        return MetricAccumulator(sums[0], None if self.latent_sum is None else sums[1], int(sums[2]), sums[3],
+                                 [gather_rows(torch.cat(self.predictions))], [gather_rows(torch.cat(self.labels))])
 
     def finite(self) -> bool:
         """Whether every loss and every logit so far is finite (a NaN would make the accuracy meaningless)."""

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import transformers
 
 from utils.atomic import remove_stale_temporaries, write_json_atomically
+from utils.distributed import from_main, is_main, world_size
 from utils.errors import InputError
 from utils.experiment import Experiment
 from utils.run_folder import RunLog, git_commit, make_run_dir
@@ -27,7 +29,10 @@ from utils.trial import Trials
 
 def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
     """Run (or resume) `args.n_times` trials with seeds random_seed + k; return the final results."""
-    run_dir = Path(args.resume) if args.resume else make_run_dir(args.output_dir, args.script, args.random_seed)
+    if args.resume:
+        run_dir = Path(args.resume)
+    else:  # one folder for the run, however many processes
+        run_dir = from_main(make_run_dir(args.output_dir, args.script, args.random_seed) if is_main() else None)
     log = RunLog(run_dir / "log.txt")
     log(f"Run folder: {run_dir}")
     results = _resumed_results(run_dir) if args.resume else None
@@ -47,8 +52,9 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
                 log(f"Trial {k + 1}/{args.n_times} (seed {seed}) finished before; kept")
                 continue
             trial_dir = run_dir / f"trial{k}"
-            trial_dir.mkdir(exist_ok=True)
-            remove_stale_temporaries(trial_dir)
+            if is_main():
+                trial_dir.mkdir(exist_ok=True)
+                remove_stale_temporaries(trial_dir)
             state = trial_dir / STATE_FILE
             resume = load_training_state(state) if args.resume and state.is_file() else None
             log(f"Trial {k + 1}/{args.n_times} (seed {seed})"
@@ -59,9 +65,11 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
             results["summary"] = summarise(results["trials"])
             results["complete"] = len(results["trials"]) == args.n_times
             write_json_atomically(results, run_dir / "results.json")
-            state.unlink(missing_ok=True)  # the trial is in results.json: nothing left to resume
+            if is_main():
+                state.unlink(missing_ok=True)  # the trial is in results.json: nothing left to resume
     except KeyboardInterrupt:
-        print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
+        if is_main():
+            print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
         raise
     summary = results["summary"]
     log(f"Overall test acc: {100 * summary['test_acc_mean']:.2f} ± {100 * summary['test_acc_std']:.2f} "
@@ -81,14 +89,17 @@ def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path)
     resumptions = json.loads(path.read_text()).get("resumed", []) if args.resume else []
     if args.resume:
         resumptions.append({"argv": sys.argv, "at": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"})
-    arguments = {**vars(args), "feature_dim": experiment.feature_dim, "argv": sys.argv, "git_commit": git_commit()}
+    arguments = {**vars(args), "feature_dim": experiment.feature_dim, "argv": sys.argv, "git_commit": git_commit(),
+                 "processes": {"world_size": world_size(), "backend": dist.get_backend() if world_size() > 1 else None,
+                               "batchnorm": "synchronised (SyncBatchNorm)" if world_size() > 1 else "per process"}}
     write_json_atomically({**arguments, **({"resumed": resumptions} if args.resume else {})}, path)
 
 
 def _resumed_results(run_dir: Path) -> dict | None:
     """The results.json of an interrupted run (None if it was stopped before writing one); its leftover
     temporary files are removed, never read."""
-    remove_stale_temporaries(run_dir)
+    if is_main():
+        remove_stale_temporaries(run_dir)
     path = run_dir / "results.json"
     if not path.is_file():
         return None

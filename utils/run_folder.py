@@ -6,6 +6,7 @@ import datetime
 import subprocess
 from pathlib import Path
 
+from utils.distributed import is_main
 from utils.errors import InputError
 
 
@@ -34,12 +35,14 @@ def git_commit() -> str | None:
 
 
 class RunLog:
-    """The stdout lines of a run, also appended to its log.txt."""
+    """The stdout lines of a run, also appended to its log.txt (by the first process alone, in a run of several)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def __call__(self, line: str) -> None:
+        if not is_main():
+            return
         print(line, flush=True)
         with open(self.path, "a") as handle:
             handle.write(line + "\n")

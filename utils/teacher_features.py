@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from utils.atomic import remove_stale_temporaries, temporary_path
+from utils.distributed import gather_objects, gather_rows, is_main, share
 
 
 class Teacher(Protocol):
@@ -111,30 +112,35 @@ class TeacherFeatureCache:
         return self.features.shape[0]
 
     def prepare(self, keys: np.ndarray) -> None:
-        """Make sure the features of `keys` are present; compute the missing ones."""
+        """Make sure the features of `keys` are present; compute the missing ones (with several processes,
+        each computes its share and every process ends with all of them)."""
         keys = torch.as_tensor(np.unique(keys), dtype=torch.long, device=self.device)
         missing = keys[self.row_of_key[keys] < 0].tolist()
         if not missing:
             return
         start = time.perf_counter()
-        chunks = [missing[i:i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
-        computed = []
+        mine = missing[share(len(missing))]
+        chunks = [mine[i:i + self.chunk_size] for i in range(0, len(mine), self.chunk_size)]
+        computed = [torch.empty(0, self.teacher.dim, device=self.device)]
         with torch.inference_mode():
-            for chunk in tqdm(chunks, desc="teacher features", disable=not self.progress, leave=False,
-                              file=sys.stderr):
+            for chunk in tqdm(chunks, desc="teacher features", disable=not self.progress or not is_main(),
+                              leave=False, file=sys.stderr):
                 inputs = [self.inputs[k] for k in chunk]  # read outside autocast: it would also cast resampling
                 with autocast(self.device, self.amp_dtype):
                     computed.append(self.teacher.encode(inputs).float().to(self.device))
-        self._add(torch.as_tensor(missing, device=self.device), torch.cat(computed))
-        self.computed += len(missing)
+        self._add(torch.as_tensor(missing, device=self.device), gather_rows(torch.cat(computed)))
+        self.computed += len(mine)
+        shares = gather_objects(len(mine))
         seconds = time.perf_counter() - start
         self.build_seconds += seconds
         saved = ""
-        if self.path is not None:
+        if self.path is not None and is_main():
             self._save()
             saved = f", saved to {self.path}"
         # One line per build, so that a user (and the tests) can tell a reuse from a recomputation.
-        print(f"teacher features: {len(missing)} computed in {seconds:.1f} s{saved}", file=sys.stderr)
+        by = f" ({' + '.join(map(str, shares))} by {len(shares)} processes)" if len(shares) > 1 else ""
+        if is_main():
+            print(f"teacher features: {len(missing)} computed in {seconds:.1f} s{by}{saved}", file=sys.stderr)
 
     def __call__(self, keys: torch.Tensor) -> torch.Tensor:
         rows = self.row_of_key[keys.to(self.device)]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from utils.atomic import save_torch_atomically
+from utils.distributed import gather_objects, rank, world_size
 from utils.errors import InputError
 
 if TYPE_CHECKING:  # utils.train imports this module
@@ -44,7 +45,7 @@ def save_training_state(path: Path, setup: TrialSetup, scaler: torch.amp.GradSca
         "optimizer": setup.optimizer.state_dict(),
         "scheduler": setup.scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "random": _random_states(setup),
+        "random": gather_objects(_random_states(setup)),  # each process's, in process order
     }
     save_torch_atomically(state, path)
 
@@ -64,7 +65,10 @@ def restore_training_state(state: dict, setup: TrialSetup, scaler: torch.amp.Gra
     setup.scheduler.load_state_dict(state["scheduler"])
     if scaler is not None:
         scaler.load_state_dict(state["scaler"])
-    _restore_random_states(state["random"], setup)
+    if len(state["random"]) != world_size():
+        raise InputError(f"the run was interrupted with {len(state['random'])} process(es) and is resumed with "
+                         f"{world_size()}; expected as many (torchrun --nproc_per_node)")
+    _restore_random_states(state["random"][rank()], setup)
     return Progress(**state["progress"])
 
 

@@ -11,7 +11,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, Subset
 
 from utils.config import resolve_device
 from utils.errors import InputError
@@ -19,7 +20,8 @@ from utils.experiment import Experiment
 from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.pairing import training_partners
 from utils.atomic import write_json_atomically
-from utils.batch_order import ShuffledEpochs
+from utils.batch_order import ShareOfEachBatch, ShuffledEpochs
+from utils.distributed import synchronise_batchnorm, world_size
 from utils.preflight import load_split_file
 from utils.precise_bn import has_batchnorm
 from utils.seed import batch_order_generator, partner_rng, precise_bn_rng, set_seed, split_rng
@@ -48,9 +50,13 @@ class Trials:
         splits = experiment.splits.build(record)
         write_json_atomically({**record, "subset": args.subset, "seed": seed}, trial_dir / "split.json", indent=None)
 
+        for name, split in splits.items():
+            if len(split.dataset) < world_size():
+                raise InputError(f"the {name} split has {len(split.dataset)} items, fewer than the {world_size()} "
+                                 "processes; expected at least one item for each")
         set_seed(seed, args.deterministic)  # right before the student: its init does not depend on lam
         student, collate = experiment.build_student(args, experiment.feature_dim)
-        student.to(self.device)
+        student = synchronise_batchnorm(student.to(self.device), self.device)
         # A student may need more than one sample per training batch (BatchNorm over a 1x1 feature map); the
         # smallest training batch is the whole split when that is no larger than a batch.
         min_batch = getattr(student, "min_batch", 1)
@@ -65,9 +71,12 @@ class Trials:
             self.features.prepare(np.concatenate([partners.possible_keys(), splits["val"].teacher_keys,
                                                   splits["test"].teacher_keys]))
         batch_order = batch_order_generator(seed)
-        loaders = {"train": self._train_loader(splits["train"].dataset, collate, batch_order),
-                   "val": self._evaluation_loader(splits["val"].dataset, collate),
-                   "test": self._evaluation_loader(splits["test"].dataset, collate)}
+        train = splits["train"].dataset
+        # The last incomplete training batch is dropped unless it is the only one.
+        loaders = {"train": self._loader(train, collate, ShuffledEpochs(len(train), batch_order),
+                                         drop_last=len(train) > args.batch_size, persistent=True),
+                   "val": self._loader(splits["val"].dataset, collate),
+                   "test": self._loader(splits["test"].dataset, collate)}
         if experiment.precise_bn and has_batchnorm(student):
             # A fixed, seeded sample of the training split, drawn from its own stream: the same for every lam.
             order = precise_bn_rng(seed).permutation(len(splits["train"].dataset))[:experiment.precise_bn]
@@ -76,33 +85,34 @@ class Trials:
                 raise InputError(f"--precise_bn {experiment.precise_bn} gives a batch of {len(sample)} sample(s); "
                                  f"the student needs at least {min_batch} for BatchNorm statistics (or 0: none)")
             # Batches as in training: the last incomplete one is dropped.
-            loaders["precise_bn"] = self._evaluation_loader(sample, collate, drop_last=len(sample) > args.batch_size)
+            loaders["precise_bn"] = self._loader(sample, collate, drop_last=len(sample) > args.batch_size)
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
         if experiment.schedule == "step":
             scheduler = step_schedule(optimizer, args.lr_decay_step, args.lr_decay_ratio)
         else:
             scheduler = warmup_cosine_schedule(optimizer, args.warmup_epochs)
-        return TrialSetup(student=student, loaders=loaders, splits=splits, partners=partners, optimizer=optimizer,
+        trained = student
+        if world_size() > 1:  # averages the gradients of the processes' shares
+            trained = DistributedDataParallel(student, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                              broadcast_buffers=False)
+        return TrialSetup(student=student, trained=trained, loaders=loaders, splits=splits, partners=partners, optimizer=optimizer,
                           scheduler=scheduler, batch_order=batch_order, teacher_features=self.features, lam=args.lam,
                           device=self.device,
                           amp_dtype=self.amp_dtype, num_classes=experiment.num_classes,
                           detailed_metrics=experiment.detailed_metrics)
 
-    def _train_loader(self, dataset: Dataset, collate: Callable, batch_order: torch.Generator) -> DataLoader:
-        """Shuffled by the trial's batch-order generator; the last incomplete batch is dropped unless it is the
-        only one. Its workers persist across epochs and take their seeds from a generator of their own."""
+    def _loader(self, dataset: Dataset, collate: Callable, order: Sampler[int] | None = None,
+                drop_last: bool = False, persistent: bool = False) -> DataLoader:
+        """Global batches of --batch_size samples in `order` (default: in turn), of which this process takes
+        its share. Only the training loader keeps its workers across epochs (they take their seeds from a
+        generator of their own): a loader draws one number from the global generator each pass without
+        workers, or once with persistent ones, and the global generator also drives the student's dropout
+        and masking, so persistent evaluation workers would tie the results to --num_workers."""
         workers = self.args.num_workers
-        return DataLoader(dataset, batch_size=self.args.batch_size, sampler=ShuffledEpochs(len(dataset), batch_order),
-                          drop_last=len(dataset) > self.args.batch_size, collate_fn=collate, num_workers=workers,
-                          persistent_workers=workers > 0, generator=torch.Generator(),
-                          pin_memory=self.device.type == "cuda")
-
-    def _evaluation_loader(self, dataset: Dataset, collate: Callable, drop_last: bool = False) -> DataLoader:
-        """In order. Each pass starts its workers afresh: a DataLoader draws one number from the global
-        generator per pass without workers or per lifetime with persistent ones, and the global generator
-        also drives the student's dropout and masking, so persistence would tie the results to --num_workers."""
-        return DataLoader(dataset, batch_size=self.args.batch_size, shuffle=False, drop_last=drop_last,
-                          collate_fn=collate, num_workers=self.args.num_workers, pin_memory=self.device.type == "cuda")
+        batches = ShareOfEachBatch(order or SequentialSampler(dataset), self.args.batch_size, drop_last)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=workers,
+                          persistent_workers=persistent and workers > 0,
+                          generator=torch.Generator() if persistent else None, pin_memory=self.device.type == "cuda")
 
 
 def teacher_features(experiment: Experiment, args: argparse.Namespace, device: torch.device) -> TeacherSource | None:

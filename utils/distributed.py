@@ -1,0 +1,215 @@
+"""Several processes as one run (`torchrun --nproc_per_node N SCRIPT.py ...`): who does what, and how they agree.
+
+Without torchrun every function here describes a single process and does nothing, so `python SCRIPT.py`
+runs exactly as before. Under torchrun (NCCL on CUDA, one GPU per local rank; gloo on the CPU):
+- every process builds the same split, student and batch order from the same seeds and takes a
+  contiguous share of every global batch (`--batch_size` stays the global batch) and of every
+  evaluation split, so that each sample counts exactly once;
+- metrics are sums over samples, added up across the processes;
+- the first process alone prints and writes files;
+- a process that fails says so in the rendezvous store; the others stop as soon as they see it, with
+  the same exit code and message, instead of waiting in a collective until its timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as distributed_autograd
+from torch import nn
+
+_FAILURE = "one-modality/failure"  # set by a failing process: "<exit code>|<rank>|<message>"
+_POLL_SECONDS = 0.2
+
+
+def launched() -> bool:
+    """Whether torchrun started this process (as one of any number: with one, the run is that of
+    `python SCRIPT.py`, with a process group around it)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """The process that prints and writes the run's files."""
+    return rank() == 0
+
+
+class Processes:
+    """`with Processes(prog, device):` joins the other processes (if torchrun started several) and leaves
+    them at the end. A failure inside is announced to the others, which then end with the same code."""
+
+    def __init__(self, prog: str, device: torch.device) -> None:
+        self.prog, self.device, self.store = prog, device, None
+
+    def __enter__(self) -> Processes:
+        if not launched():
+            return self
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl", device_id=self.device)
+        else:
+            dist.init_process_group("gloo")
+        # A client of the rendezvous store torchrun set up (MASTER_ADDR:MASTER_PORT): the failure channel.
+        self.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size(),
+                                   is_master=False)
+        threading.Thread(target=self._watch, daemon=True).start()
+        signal.signal(signal.SIGTERM, self._terminated)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        if self.store is None:
+            return
+        if error is not None:
+            earlier = self._failure()
+            if earlier is not None and earlier[1] != rank():
+                self._end_like(earlier)  # this error follows from it, e.g. a collective whose peer left
+            code = 130 if isinstance(error, KeyboardInterrupt) else getattr(error, "exit_code", 1)
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            message = "interrupted" if isinstance(error, KeyboardInterrupt) else lines[-1]
+            self.store.compare_set(_FAILURE, "", f"{code}|{rank()}|{message}")  # the first failure wins
+            return
+        dist.destroy_process_group()
+
+    def _failure(self) -> tuple[int, int, str] | None:
+        if not self.store.check([_FAILURE]):
+            return None
+        code, failed_rank, message = self.store.get(_FAILURE).decode().split("|", 2)
+        return int(code), int(failed_rank), message
+
+    def _watch(self) -> None:
+        while True:
+            failure = self._failure()
+            if failure is not None and failure[1] != rank():
+                self._end_like(failure)
+            time.sleep(_POLL_SECONDS)
+
+    def _end_like(self, failure: tuple[int, int, str]) -> None:
+        code, failed_rank, message = failure
+        line = "interrupted" if code == 130 else f"error: {message} (found by process {failed_rank})"
+        print(f"{self.prog}: {line}", file=sys.stderr, flush=True)
+        os._exit(code)  # this process may be blocked in a collective that will never complete
+
+    def _terminated(self, signum: int, frame: Any) -> None:
+        """torchrun stops the others when a process ends badly: end with that process's code."""
+        failure = self._failure()
+        if failure is None:
+            raise KeyboardInterrupt
+        self._end_like(failure)
+
+
+def share(n: int) -> slice:
+    """This process's contiguous share of `n` items (shares differ in size by at most one)."""
+    bounds = np.linspace(0, n, world_size() + 1).round().astype(int)
+    return slice(int(bounds[rank()]), int(bounds[rank() + 1]))
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's rows, concatenated in process order (the rows of a share may number differently)."""
+    if world_size() == 1:
+        return tensor
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    longest = int(max(sizes).item())
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[:tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(world_size())]
+    dist.all_gather(gathered, padded)
+    return torch.cat([rows[:int(count.item())] for rows, count in zip(gathered, sizes)])
+
+
+def sum_across(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over the processes."""
+    if world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def from_main(value: Any) -> Any:
+    """The first process's `value`, on every process."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every process's `value`, in process order."""
+    if world_size() == 1:
+        return [value]
+    values = [None] * world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+class ProcessesBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the global batch of all processes, for the CPU (gloo), where torch's SyncBatchNorm
+    does not run. In training the per-channel sums are added up across processes (with gradients), in two
+    passes (the mean, then the squared deviations from it, as precise as a single process's), so the
+    statistics are those of the whole batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or world_size() == 1:
+            return super().forward(x)
+        channels = x.shape[1]
+        count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
+        totals = distributed_autograd.all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), count]))
+        n = totals[-1]
+        centred = x - (totals[:channels] / n)[None, :, None, None]
+        var = distributed_autograd.all_reduce((centred * centred).sum(dim=(0, 2, 3))) / n
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.lerp_(totals[:channels] / n, momentum)
+            self.running_var.lerp_(var * n / (n - 1), momentum)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return centred * scale[None, :, None, None] + self.bias[None, :, None, None]
+
+
+def synchronise_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """With several processes, BatchNorm layers that see the global batch: torch's SyncBatchNorm on CUDA,
+    `ProcessesBatchNorm2d` on the CPU. The parameters and buffers are those of the layers replaced."""
+    if world_size() == 1:
+        return model
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            replacement = ProcessesBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                               child.track_running_stats)
+            replacement.load_state_dict(child.state_dict())
+            replacement.weight, replacement.bias = child.weight, child.bias
+            setattr(model, name, replacement)
+        else:
+            synchronise_batchnorm(child, device)
+    return model
