@@ -14,14 +14,26 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from datasets.avmnist import NUM_CLASSES, AvmnistSplits, collate_arrays, load_avmnist, wav_paths
+from datasets.avmnist import (
+    NUM_CLASSES,
+    AvmnistSplits,
+    collate_arrays,
+    load_avmnist,
+    wav_paths,
+)
 from datasets.collate import WaveformFiles
 from datasets.tools.demo import build_demo_avmnist
 from models.pretrained import feature_dim
 from models.resnet import ImageResNetStudent
 from models.tiny import demo_tiny_wav2vec2
 from models.wav2vec2 import WAV2VEC2_MODELS, Wav2Vec2Teacher
-from utils.config import FirstChoiceFallback, add_avmnist_options, announce_demo, parse_script_args, script_parser
+from utils.config import (
+    FirstChoiceFallback,
+    add_avmnist_options,
+    announce_demo,
+    parse_script_args,
+    script_parser,
+)
 from utils.entry import run_script
 from utils.experiment import Experiment, Student
 

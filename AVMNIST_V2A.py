@@ -14,11 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from datasets.avmnist import NUM_CLASSES, AvmnistSplits, ImageTeacherInputs, collate_arrays, load_avmnist
+from datasets.avmnist import (
+    NUM_CLASSES,
+    AvmnistSplits,
+    ImageTeacherInputs,
+    collate_arrays,
+    load_avmnist,
+)
 from datasets.tools.demo import build_demo_avmnist
 from models.pretrained import feature_dim
 from models.resnet import RESNETS, ResNetTeacher, SpectrogramResNetStudent
-from utils.config import FirstChoiceFallback, add_avmnist_options, announce_demo, parse_script_args, script_parser
+from utils.config import (
+    FirstChoiceFallback,
+    add_avmnist_options,
+    announce_demo,
+    parse_script_args,
+    script_parser,
+)
 from utils.entry import run_script
 from utils.experiment import Experiment, Student
 

@@ -21,7 +21,13 @@ from models.pretrained import feature_dim, minilm_folder
 from models.text import BertTextStudent
 from models.tiny import demo_tiny_wav2vec2
 from models.wav2vec2 import WAV2VEC2_MODELS, Wav2Vec2Teacher
-from utils.config import FirstChoiceFallback, add_iemocap_options, announce_demo, parse_script_args, script_parser
+from utils.config import (
+    FirstChoiceFallback,
+    add_iemocap_options,
+    announce_demo,
+    parse_script_args,
+    script_parser,
+)
 from utils.entry import run_script
 from utils.experiment import Experiment, Student
 
@@ -69,7 +75,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
 
 
 def build_student(args: argparse.Namespace, dim: int) -> Student:
-    student = BertTextStudent(dim, args.classes, args.student_path)
+    student = BertTextStudent(dim, args.classes, args.student_path, args.gradient_checkpointing)
     return Student(student, TokenizingCollate(student.tokenize))
 
 

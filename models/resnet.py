@@ -17,9 +17,9 @@ from models.pretrained import (
     NamedModel,
     check_local_path,
     fingerprint_module,
-    seeded,
     lookup,
     path_flag,
+    seeded,
     warn_random,
 )
 from utils.errors import InputError

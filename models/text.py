@@ -13,6 +13,7 @@ from models.pretrained import (
     load_hf_model,
     load_tokenizer,
     lookup,
+    trade_compute_for_memory,
 )
 
 MAX_LENGTH = 128
@@ -77,12 +78,15 @@ class BertTextStudent(nn.Module):
     ``feature = LayerNorm(Linear(CLS, D))``, head ``Linear(D, C)``.
     """
 
-    def __init__(self, dim: int, num_classes: int, path: str | None = None) -> None:
+    def __init__(self, dim: int, num_classes: int, path: str | None = None,
+                 gradient_checkpointing: bool = False) -> None:
         super().__init__()
         self.tokenizer = load_tokenizer(LANGUAGE_MODELS["bert"], path, "student")
         model, self.source = load_hf_model(
             BertModel, LANGUAGE_MODELS["bert"], path, "student", model_kwargs={"add_pooling_layer": False}
         )
+        if gradient_checkpointing:
+            trade_compute_for_memory(model)
         self.bert = model
         self.feature = nn.Sequential(nn.Linear(model.config.hidden_size, dim), nn.LayerNorm(dim))
         self.head = nn.Linear(dim, num_classes)

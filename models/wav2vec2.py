@@ -10,7 +10,13 @@ from torch import Tensor, nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from models.heads import IemocapAudioHead, masked_mean
-from models.pretrained import FrozenTeacher, NamedModel, load_hf_model, lookup
+from models.pretrained import (
+    FrozenTeacher,
+    NamedModel,
+    load_hf_model,
+    lookup,
+    trade_compute_for_memory,
+)
 from utils.errors import InputError
 
 
@@ -105,13 +111,16 @@ class Wav2Vec2AudioStudent(nn.Module):
     Masked mean over the valid frames → ``feature = Linear(hidden, D)`` → Linear(D,128) → GELU → Linear(128,C).
     """
 
-    def __init__(self, dim: int, num_classes: int, path: str | None = None) -> None:
+    def __init__(self, dim: int, num_classes: int, path: str | None = None,
+                 gradient_checkpointing: bool = False) -> None:
         super().__init__()
         model, self.source = load_hf_model(
             Wav2Vec2Model, WAV2VEC2_MODELS["base"], path, "student",
             config_overrides={"mask_time_prob": 0.3, "apply_spec_augment": True},
         )
         model.freeze_feature_encoder()
+        if gradient_checkpointing:
+            trade_compute_for_memory(model)
         self.wav2vec2 = model
         self.min_input_samples = min_samples_for_time_masking(model.config)
         self.feature = nn.Linear(model.config.hidden_size, dim)

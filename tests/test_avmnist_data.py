@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.avmnist import AvmnistSplits, ImageTeacherInputs, collate_arrays, load_avmnist, wav_paths
+from datasets.avmnist import (
+    AvmnistSplits,
+    ImageTeacherInputs,
+    collate_arrays,
+    load_avmnist,
+    wav_paths,
+)
 from datasets.collate import WaveformFiles
 from datasets.tools.synthetic import write_synthetic_avmnist
 from utils.errors import InputError

@@ -230,6 +230,7 @@ def test_demo_iemocap_tree_parses_and_agrees(iemocap: Path) -> None:
 
 def test_demo_iemocap_emotion_is_in_the_prosody(iemocap: Path) -> None:
     seconds_per_word: dict[str, list[float]] = {}
+    high_share: dict[str, list[float]] = {}  # of the energy above 2 kHz: vocal effort's spectral tilt
     for line in (iemocap / "IEMOCAP").glob("Session*/dialog/transcriptions/*.txt"):
         for entry in line.read_text().splitlines():
             stem, text = entry.split(" ", 1)[0], entry.split(": ", 1)[1]
@@ -237,12 +238,19 @@ def test_demo_iemocap_emotion_is_in_the_prosody(iemocap: Path) -> None:
             label = re.search(rf"\t{stem}\t(\w+)\t", evaluation.read_text())[1]
             wav = next((iemocap / "IEMOCAP").glob(f"Session*/sentences/wav/*/{stem}.wav"))
             seconds_per_word.setdefault(label, []).append(soundfile.info(wav).duration / len(text.split()))
+            wave, rate = soundfile.read(wav, dtype="float32")
+            power = np.abs(np.fft.rfft(wave)) ** 2
+            high_share.setdefault(label, []).append(power[np.fft.rfftfreq(wave.size, 1 / rate) > 2000].sum() / power.sum())
     mean = {label: float(np.mean(values)) for label, values in seconds_per_word.items()}
     assert mean["sad"] > mean["neu"] > mean["ang"]
+    tilt = {label: float(np.mean(values)) for label, values in high_share.items()}
+    assert tilt["sad"] < tilt["neu"] < tilt["fru"] < tilt["hap"] < tilt["exc"] < tilt["ang"]
 
 
 def test_demo_iemocap_matches_torchaudio_selection(iemocap: Path) -> None:
-    from torchaudio.datasets import IEMOCAP  # get_metadata does no audio I/O (no FFmpeg needed)
+    from torchaudio.datasets import (
+        IEMOCAP,  # get_metadata does no audio I/O (no FFmpeg needed)
+    )
 
     dataset = IEMOCAP(iemocap)
     labels = [dataset.get_metadata(n)[3] for n in range(len(dataset))]

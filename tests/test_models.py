@@ -18,11 +18,22 @@ from transformers import BertModel, RobertaModel, Wav2Vec2Config, Wav2Vec2Model
 
 from models.heads import AvmnistHead, masked_mean
 from models.pretrained import ModelSource, feature_dim, load_tokenizer, lookup
-from models.resnet import RESNETS, ImageResNetStudent, ResNetTeacher, SpectrogramResNetStudent
+from models.resnet import (
+    RESNETS,
+    ImageResNetStudent,
+    ResNetTeacher,
+    SpectrogramResNetStudent,
+)
 from models.text import LANGUAGE_MODELS, BertTextStudent, TextTeacher
 from models.tiny import TINY_WAV2VEC2
-from models.wav2vec2 import WAV2VEC2_MODELS, Wav2Vec2AudioStudent, Wav2Vec2Teacher, min_samples_for_time_masking
+from models.wav2vec2 import (
+    WAV2VEC2_MODELS,
+    Wav2Vec2AudioStudent,
+    Wav2Vec2Teacher,
+    min_samples_for_time_masking,
+)
 from utils.errors import InputError
+
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
@@ -378,3 +389,27 @@ def test_bert_student(tiny_models) -> None:
     student.eval()
     with torch.no_grad():
         assert nn.functional.cross_entropy(student(**batch)[0], labels) < before
+
+
+@pytest.mark.parametrize("student_cls, model", [(Wav2Vec2AudioStudent, "wav2vec2"), (BertTextStudent, "bert")])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_models, student_cls, model) -> None:
+    outcomes = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        student = student_cls(16, 6, tiny_models[model], gradient_checkpointing=checkpointing).train()
+        if model == "wav2vec2":
+            inputs = {"input_values": torch.randn(3, 4000), "attention_mask": torch.ones(3, 4000, dtype=torch.long)}
+        else:
+            inputs = dict(student.tokenize(["a happy day", "I am so angry about the car", "fine"]))
+        torch.manual_seed(1)  # the same noise and dropout in both, and the same time masks (NumPy's generator)
+        np.random.seed(1)
+        logits, feature = student(**inputs)
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])) + feature.pow(2).mean()
+        loss.backward()
+        outcomes.append((loss.detach(), {n: p.grad for n, p in student.named_parameters() if p.grad is not None}))
+        backbone = student.wav2vec2 if model == "wav2vec2" else student.bert
+        assert backbone.is_activation_checkpointing is checkpointing
+    (plain, plain_grads), (checkpointed, checkpointed_grads) = outcomes
+    assert torch.allclose(plain, checkpointed, atol=1e-6) and plain_grads.keys() == checkpointed_grads.keys()
+    for name, grad in plain_grads.items():
+        assert torch.allclose(grad, checkpointed_grads[name], atol=1e-6), name

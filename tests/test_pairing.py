@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
 
-from utils.pairing import (OtherSamplePartners, PairedPartners, TemplatePartners, draw_unpaired_partners,
-                           training_partners)
 from utils.errors import InputError
+from utils.pairing import (
+    OtherSamplePartners,
+    PairedPartners,
+    TemplatePartners,
+    draw_unpaired_partners,
+    training_partners,
+)
 
 
 def test_unpaired_draw_is_never_the_sample_itself_and_covers_the_pool():

@@ -19,7 +19,7 @@ import torch
 from utils.distributed import launched, launched_world_size, local_rank
 from utils.errors import InputError
 from utils.preflight import check_run_paths
-from utils.resume import FREE_ON_RESUME, check_resumed_options, recorded_options
+from utils.resume import FREE_ON_RESUME, check_recorded_options, recorded_options
 
 # The options of the original scripts (all four shared one parser).
 ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed", "--batch_size", "--epochs",
@@ -137,8 +137,12 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--demo", action="store_true", help="run on the built-in small data and models")
     run.add_argument("--demo_dir", default=str(DEMO_DIR), help="where the demo data and models are built and kept")
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
-    run.add_argument("--resume", metavar="RUN_DIR",
-                     help="continue an interrupted run in its folder, with its options (only --epochs may grow)")
+    earlier = run.add_mutually_exclusive_group()
+    earlier.add_argument("--resume", metavar="RUN_DIR",
+                         help="continue an interrupted run in its folder, with its options (only --epochs may grow)")
+    earlier.add_argument("--eval_only", metavar="RUN_DIR",
+                         help="evaluate each finished trial's best.pt of a run on its recorded test split, with the "
+                              "run's options; writes a new folder, never the run's")
 
 
 def add_avmnist_options(parser: argparse.ArgumentParser, images: str) -> None:
@@ -171,6 +175,9 @@ def add_iemocap_options(parser: argparse.ArgumentParser, student: str) -> None:
                          help="linear warm-up epochs of the original schedule (with 2, epoch 1 runs at lr 0); 0 = none")
     iemocap.add_argument("--student_path", help=f"local weights to start the student from instead of {student} "
                                                 "(a Hugging Face folder), or 'random'")
+    iemocap.add_argument("--gradient_checkpointing", action="store_true",
+                         help="the student keeps fewer activations and computes them again in the backward pass: "
+                              "less memory (long utterances), more compute, the same results")
 
 
 def announce_demo(demo_dir: Path, note: str) -> None:
@@ -192,8 +199,11 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     first = argparse.ArgumentParser(add_help=False)  # the options that change the defaults
     first.add_argument("--demo", action="store_true")
     first.add_argument("--demo_dir", default=str(DEMO_DIR))
-    first.add_argument("--resume")
+    earlier = first.add_mutually_exclusive_group()
+    earlier.add_argument("--resume")
+    earlier.add_argument("--eval_only")
     wanted, _ = first.parse_known_args(argv)
+    option, run_dir = ("--resume", wanted.resume) if wanted.resume else ("--eval_only", wanted.eval_only)
     if wanted.demo and demo_settings is None:
         parser.error("this script has no --demo; give its data option")
     if wanted.demo:
@@ -202,16 +212,16 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         except OSError as error:  # built on first use: a file or a read-only folder in the way
             raise InputError(f"--demo_dir {wanted.demo_dir}: cannot build the demo there ({error}); "
                              "expected a folder this user can write to") from None
-    if wanted.resume:
-        recorded = recorded_options(wanted.resume, script)
+    if run_dir:
+        recorded = recorded_options(option, run_dir, script)
         known = vars(parser.parse_known_args([])[0])
         parser.set_defaults(**{name: value for name, value in recorded.items()
                                if name in known and name not in FREE_ON_RESUME})
     args = parser.parse_args(argv)
     args.script = script
     _ignore_other_original_options(args)
-    if args.resume:
-        check_resumed_options(args, recorded)
+    if run_dir:
+        check_recorded_options(args, recorded, option, run_dir)
     if args.amp == "fp16" and not resolve_device(args).type == "cuda":
         parser.error("--amp fp16 needs CUDA (use --amp bf16 on the CPU)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 from utils.config import resolve_device
 from utils.distributed import Processes, launched
 from utils.errors import InputError, NonFiniteLossError
+from utils.evaluate import evaluate_run
 from utils.experiment import Experiment
 from utils.run import run_experiment
 
@@ -23,7 +24,11 @@ def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argpars
     try:
         args = parse_args(argv)
         with Processes(prog, resolve_device(args)):  # several, under torchrun
-            run_experiment(build_experiment(args), args)
+            experiment = build_experiment(args)
+            if args.eval_only:
+                evaluate_run(experiment, args)
+            else:
+                run_experiment(experiment, args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; results of finished trials are kept", file=sys.stderr)
         return _ended(130)

@@ -32,7 +32,7 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
     if args.resume:
         run_dir = Path(args.resume)
     else:  # one folder for the run, however many processes
-        run_dir = from_main(make_run_dir(args.output_dir, args.script, args.random_seed) if is_main() else None)
+        run_dir = from_main(make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}") if is_main() else None)
     log = RunLog(run_dir / "log.txt")
     log(f"Run folder: {run_dir}")
     results = _resumed_results(run_dir) if args.resume else None

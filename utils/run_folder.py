@@ -10,11 +10,11 @@ from utils.distributed import is_main
 from utils.errors import InputError
 
 
-def make_run_dir(output_dir: str, script: str, seed: int) -> Path:
-    """A new folder `output_dir/<script>/<YYYYmmdd-HHMMSS>_seed<seed>[_k]`, never an existing one."""
+def make_run_dir(output_dir: str, script: str, label: str) -> Path:
+    """A new folder `output_dir/<script>/<YYYYmmdd-HHMMSS>_<label>[_k]` (label e.g. seed42), never an existing one."""
     parent = Path(output_dir) / script
     parent.mkdir(parents=True, exist_ok=True)
-    stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}_seed{seed}"
+    stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}_{label}"
     for suffix in ["", *(f"_{k}" for k in range(2, 10_000))]:
         try:
             (parent / (stem + suffix)).mkdir()

@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ class TeacherInputs(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, key: int) -> Any: ...
+
+
+TeacherSource = Callable[[torch.Tensor], torch.Tensor]  # features (B x D) of teacher-input keys (B)
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None):

@@ -27,14 +27,16 @@ from utils.loss import synergy_loss
 from utils.metrics import MetricAccumulator
 from utils.pairing import Partners
 from utils.precise_bn import recompute_batchnorm_statistics
-from utils.teacher_features import autocast
-from utils.train_state import STATE_FILE, Progress, restore_training_state, save_training_state
+from utils.teacher_features import TeacherSource, autocast
+from utils.train_state import (
+    STATE_FILE,
+    Progress,
+    restore_training_state,
+    save_training_state,
+)
 
 METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
                    "train_seconds", "epoch_seconds")
-
-
-TeacherSource = Callable[[torch.Tensor], torch.Tensor]
 
 
 def run_epoch(student: nn.Module, loader: DataLoader, *, lam: float, device: torch.device,
@@ -141,10 +143,16 @@ def train_trial(setup: TrialSetup, epochs: int, trial_dir: Path, log: Callable[[
         done.epoch = epoch
         save_training_state(trial_dir / STATE_FILE, setup, scaler, done)
     barrier()  # the first process wrote best.pt
-    setup.student.load_state_dict(torch.load(checkpoint, map_location=setup.device, weights_only=True))
-    test = _epoch(setup, "test", setup.splits["test"].teacher_keys.__getitem__, "the test", progress)
-    log(_format("Test", test))
+    test = evaluate_checkpoint(setup, checkpoint, log, progress)
     return {"best_epoch": done.best_epoch, "val": done.best_val, "test": test, "checkpoint": str(checkpoint)}
+
+
+def evaluate_checkpoint(setup: TrialSetup, checkpoint: Path, log: Callable[[str], None], progress: bool) -> dict:
+    """Load the student's weights (and BatchNorm statistics) from `checkpoint`, test them, log the Test line."""
+    setup.student.load_state_dict(torch.load(checkpoint, map_location=setup.device, weights_only=True))
+    test = _epoch(setup, "test", setup.splits["test"].teacher_keys.__getitem__, "the test", progress and is_main())
+    log(_format("Test", test))
+    return test
 
 
 _STAGES = {"train": "training", "val": "validation", "test": "test"}

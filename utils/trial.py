@@ -14,19 +14,25 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, Subset
 
+from utils.atomic import write_json_atomically
+from utils.batch_order import ShareOfEachBatch, ShuffledEpochs
 from utils.config import resolve_device
+from utils.distributed import synchronise_batchnorm, world_size
 from utils.errors import InputError
 from utils.experiment import Experiment
 from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
 from utils.pairing import training_partners
-from utils.atomic import write_json_atomically
-from utils.batch_order import ShareOfEachBatch, ShuffledEpochs
-from utils.distributed import synchronise_batchnorm, world_size
-from utils.preflight import load_split_file
 from utils.precise_bn import has_batchnorm
-from utils.seed import batch_order_generator, partner_rng, precise_bn_rng, set_seed, split_rng
-from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
-from utils.train import TeacherSource, TrialSetup
+from utils.preflight import load_split_file
+from utils.seed import (
+    batch_order_generator,
+    partner_rng,
+    precise_bn_rng,
+    set_seed,
+    split_rng,
+)
+from utils.teacher_features import InLoopTeacher, TeacherFeatureCache, TeacherSource
+from utils.train import TrialSetup
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,11 +46,15 @@ class Trials:
         self.amp_dtype = AMP_DTYPES[args.amp]
         self.features = teacher_features(experiment, args, self.device)
 
-    def build(self, seed: int, trial_dir: Path) -> TrialSetup:
-        """Trial `seed`: the split (drawn, or --split_file) recorded in `trial_dir/split.json`, the student,
-        the training partners, the teacher features they need, the loaders, the optimizer and the schedule."""
+    def build(self, seed: int, trial_dir: Path, split: dict[str, list] | None = None,
+              testing_only: bool = False) -> TrialSetup:
+        """Trial `seed`: the split (`split`, else --split_file, else drawn) recorded in `trial_dir/split.json`,
+        the student, the training partners, the teacher features they need (the test's alone when
+        `testing_only`), the loaders, the optimizer and the schedule."""
         experiment, args = self.experiment, self.args
-        record = load_split_file(args.split_file) if args.split_file else experiment.splits.draw(split_rng(seed))
+        if split is None:
+            split = load_split_file(args.split_file) if args.split_file else experiment.splits.draw(split_rng(seed))
+        record = split
         if args.subset:
             record = {name: items[:args.subset] for name, items in record.items()}
         splits = experiment.splits.build(record)
@@ -67,7 +77,9 @@ class Trials:
                              f"{min_batch} per batch (BatchNorm)")
         partners = training_partners(args.pairing, splits["train"].teacher_keys, experiment.unpaired_pool,
                                      partner_rng(seed))
-        if self.features is not None:
+        if self.features is not None and testing_only:
+            self.features.prepare(splits["test"].teacher_keys)
+        elif self.features is not None:
             self.features.prepare(np.concatenate([partners.possible_keys(), splits["val"].teacher_keys,
                                                   splits["test"].teacher_keys]))
         batch_order = batch_order_generator(seed)

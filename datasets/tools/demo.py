@@ -4,8 +4,9 @@
   paired by label with the digit's word spoken by espeak-ng; the voices of the test split are held
   out from training. Written in the original AVMNIST layout (`datasets.tools.avmnist_writer`).
 - IEMOCAP: a mini tree of spoken sentences in the real IEMOCAP layout, 5 sessions, 6 emotions
-  carried both by word choice and by prosody (e.g. anger fast and high, sadness slow and low), plus a
-  few utterances with labels that loaders must drop (xxx, sur, fea).
+  carried both by word choice and by prosody (rate, pitch and vocal effort: e.g. anger fast, high and
+  pressed, sadness slow, low and lax), plus a few utterances with labels that loaders must drop
+  (xxx, sur, fea).
 
 Both builds are deterministic and atomic: a complete build is reused, anything else at the target
 (no marker, other parameters) is removed and rebuilt, never read.
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import lfilter
 from sklearn.datasets import load_digits
 
 from datasets.tools.avmnist_writer import (
@@ -164,27 +166,34 @@ def _write_demo_avmnist(folder: Path, per_class: int | None) -> None:
 class _Style:
     rate: int  # words per minute
     pitch: int  # espeak-ng 0..99, 50 = the voice's own
+    effort: float  # vocal effort as spectral tilt, -1 (lax, dark) .. 1 (pressed, bright); see _vocal_effort
     vad: tuple[float, float, float]  # valence, activation, dominance as IEMOCAP rates them (1..5)
     annotation: str  # an evaluator's category, as in the `C-E1:` lines
     templates: tuple[str, ...]
 
 
+# Rate and pitch alone overlap between emotions once the voices' own differences are added (a male
+# voice's high is a female voice's low): without the effort below, logistic regression on log-mel
+# statistics scored 21 % (chance 17 %) on sentence templates it had not heard, so only the words told
+# the emotions apart, which a small audio model cannot learn from 120 sentences. Vocal effort, the
+# spectral tilt that rises with arousal (sad < neu < fru < hap < exc < ang), holds across voices as
+# in real emotional speech (with it: 70 %); here it is deliberately strong.
 _STYLES = {
-    "neu": _Style(170, 50, (3.0, 2.5, 2.5), "Neutral",
+    "neu": _Style(170, 50, -0.6, (3.0, 2.5, 2.5), "Neutral",
                   ("I will check {topic} tomorrow.", "We talked about {topic} today.", "The note is about {topic}.")),
-    "hap": _Style(190, 66, (4.0, 3.0, 3.0), "Happiness",
+    "hap": _Style(190, 66, 0.5, (4.0, 3.0, 3.0), "Happiness",
                   ("I love {topic} so much!", "I am so happy about {topic}.", "What a lovely day for {topic}.")),
-    "ang": _Style(235, 74, (1.5, 4.0, 4.0), "Anger",
+    "ang": _Style(235, 74, 0.95, (1.5, 4.0, 4.0), "Anger",
                   ("I hate {topic}, get out!", "How dare you ruin {topic}!", "I am furious about {topic}!")),
-    "sad": _Style(130, 24, (2.0, 1.5, 2.0), "Sadness",
+    "sad": _Style(130, 24, -0.95, (2.0, 1.5, 2.0), "Sadness",
                   ("I miss {topic} so much.", "I lost {topic}.", "I feel empty without {topic}.")),
-    "exc": _Style(215, 84, (4.5, 4.0, 3.5), "Excited",
+    "exc": _Style(215, 84, 0.8, (4.5, 4.0, 3.5), "Excited",
                   ("Wow, we got {topic}! Amazing!", "I can't wait for {topic}!", "Yes, {topic} is incredible!")),
-    "fru": _Style(180, 40, (2.0, 3.5, 3.0), "Frustration",
+    "fru": _Style(180, 40, 0.0, (2.0, 3.5, 3.0), "Frustration",
                   ("Why is {topic} broken again?", "Ugh, {topic} never works.", "I keep fixing {topic} for nothing.")),
-    "xxx": _Style(175, 50, (2.5, 3.0, 3.0), "Other", ("Well, {topic}, I guess.",)),
-    "sur": _Style(200, 78, (3.5, 3.5, 2.5), "Surprise", ("Oh! Really, {topic}?",)),
-    "fea": _Style(200, 70, (2.0, 3.5, 1.5), "Fear", ("Please, {topic} scares me.",)),
+    "xxx": _Style(175, 50, 0.0, (2.5, 3.0, 3.0), "Other", ("Well, {topic}, I guess.",)),
+    "sur": _Style(200, 78, 0.5, (3.5, 3.5, 2.5), "Surprise", ("Oh! Really, {topic}?",)),
+    "fea": _Style(200, 70, 0.3, (2.0, 3.5, 1.5), "Fear", ("Please, {topic} scares me.",)),
 }
 _TOPICS = ("the car", "the dinner", "my sister", "the letter", "the job", "the trip", "the house", "the phone")
 # Each session has one female and one male actor, as in IEMOCAP.
@@ -205,7 +214,7 @@ def build_demo_iemocap(root: Path, per_class: int = 25) -> Path:
     as in the real release, and the `--text_dir` folder `IEMOCAP/texts/<stem>.json`.
     `per_class` utterances per emotion, spread evenly over the 5 sessions.
     """
-    stamp = {"builder": "demo-iemocap", "version": 1, "per_class": per_class}
+    stamp = {"builder": "demo-iemocap", "version": 3, "per_class": per_class}
     return _cached_build(Path(root) / "iemocap", lambda folder: _write_demo_iemocap(folder, per_class), stamp)
 
 
@@ -247,6 +256,7 @@ def _write_demo_iemocap(folder: Path, per_class: int) -> None:
                 rate = style.rate + int(rng.integers(-12, 13))
                 pitch = style.pitch + int(rng.integers(-6, 7))
                 wave = synthesizer().say(text, _SESSION_VOICES[session][gender], rate, pitch, IEMOCAP_RATE)
+                wave = _vocal_effort(wave, style.effort)
                 (wav_dir / f"{stem}.wav").write_bytes(wav_bytes(wave, IEMOCAP_RATE))
                 start = end + float(rng.uniform(0.3, 1.2))
                 end = start + wave.size / IEMOCAP_RATE
@@ -261,6 +271,21 @@ def _write_demo_iemocap(folder: Path, per_class: int) -> None:
             for sub, lines in (("EmoEvaluation", evaluation), ("transcriptions", transcription)):
                 (session_dir / "dialog" / sub).mkdir(parents=True, exist_ok=True)
                 (session_dir / "dialog" / sub / f"{dialog}.txt").write_text("".join(lines))
+
+
+def _vocal_effort(wave: np.ndarray, effort: float) -> np.ndarray:
+    """Tilt the spectrum as vocal effort does (espeak-ng has no such control), keeping the peak.
+
+    effort > 0: first-order pre-emphasis, highs up to +20·log10(1 + effort) dB, lows down (pressed);
+    effort < 0: one-pole low-pass, highs down to 20·log10((1 + effort) / (1 - effort)) dB (lax); 0: as is.
+    """
+    if effort > 0:
+        tilted = lfilter([1.0, -effort], [1.0], wave)
+    elif effort < 0:
+        tilted = lfilter([1.0 + effort], [1.0, effort], wave)
+    else:
+        return wave
+    return (tilted * (np.abs(wave).max() / np.abs(tilted).max())).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,77 @@
+"""What `--gradient_checkpointing` saves: the memory one training step of a base-size student adds at its peak,
+with and without, side by side (wav2vec2-base on 4 utterances of 4 s, BERT-base on 4 texts of 128 tokens,
+random init). On the CPU, the resident set's high-water mark (Linux); on CUDA, max allocated.
+
+    HF_HUB_OFFLINE=1 python benchmarks/checkpointing_memory.py              # about a minute on 2 CPU cores
+    HF_HUB_OFFLINE=1 python benchmarks/checkpointing_memory.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, the root is not on the path
+from teacher_cost import peak_increase, table  # noqa: E402  (this folder's own benchmark)
+
+import torch  # noqa: E402
+
+from models.pretrained import RANDOM  # noqa: E402
+from models.text import BertTextStudent  # noqa: E402
+from models.wav2vec2 import Wav2Vec2AudioStudent  # noqa: E402
+
+BATCH = 4
+
+
+def wav2vec2_step(checkpointing: bool, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    student = Wav2Vec2AudioStudent(768, 6, RANDOM, gradient_checkpointing=checkpointing)
+    inputs = {"input_values": torch.randn(BATCH, 4 * 16_000),
+              "attention_mask": torch.ones(BATCH, 4 * 16_000, dtype=torch.long)}
+    return student.to(device).train(), inputs
+
+
+def bert_step(checkpointing: bool, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    student = BertTextStudent(768, 6, RANDOM, gradient_checkpointing=checkpointing)
+    inputs = student.tokenize([" ".join(["emotion"] * 126)] * BATCH)
+    return student.to(device).train(), inputs
+
+
+def step_peak(build, checkpointing: bool, device: torch.device) -> tuple[int, float]:
+    """Bytes one forward and backward add at their peak, and their seconds."""
+    torch.manual_seed(0)
+    student, inputs = build(checkpointing, device)
+    inputs = {name: value.to(device) for name, value in inputs.items()}
+    with peak_increase(device) as used:
+        start = time.perf_counter()
+        logits, feature = student(**inputs)
+        (logits.sum() + feature.pow(2).mean()).backward()
+        seconds = time.perf_counter() - start
+    return used["bytes"], seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    device = torch.device(parser.parse_args().device)
+    rows = []
+    for name, build in (("wav2vec2-base, 4 x 4 s", wav2vec2_step), ("BERT-base, 4 x 128 tokens", bert_step)):
+        peaks = {False: [], True: []}
+        seconds = {False: [], True: []}
+        for round_ in range(parser.parse_args().repeats):
+            for checkpointing in ((False, True) if round_ % 2 == 0 else (True, False)):
+                used, took = step_peak(build, checkpointing, device)
+                peaks[checkpointing].append(used)
+                seconds[checkpointing].append(took)
+        plain, saved = min(peaks[False]), min(peaks[True])
+        rows.append([name, f"{plain / 2**20:.0f} MiB", f"{saved / 2**20:.0f} MiB", f"{100 * (1 - saved / plain):.0f} %",
+                     f"{min(seconds[False]):.2f}", f"{min(seconds[True]):.2f}"])
+    print(table(["training step", "peak +", "with checkpointing", "saved", "s", "s with"], rows))
+    print("peak +: what one forward and backward added to memory at its peak (minimum over the rounds).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

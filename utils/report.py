@@ -1,0 +1,493 @@
+"""Summarise run folders: `python -m utils.report PATH... [--csv FILE] [--json FILE] [--plots DIR]`.
+
+PATH... are run folders (a folder with `args.json`) or folders that hold them, searched recursively.
+Runs are grouped by `results.json["experiment"]` and every option in `args.json` except
+`IGNORED_OPTIONS` (those cannot change the numbers); the trials of runs that differ only in seed pool
+into one group. Each trial is identified by its seed; a seed found in two runs of a group counts once
+(the first run folder in sorted order wins, a note says so). A run that has no readable
+`results.json`, fewer finished trials than `n_times`, or `"complete": false` is listed with the reason
+and is left out of every number, its finished trials included.
+
+Printed on stdout as Markdown: the groups (mean ± population std, ddof 0, in percent), the paired
+differences of each lam > 0 group to the lam-0 group with otherwise equal options on their shared
+seeds (mean, 95 % Student-t confidence interval, paired t-test, wins/ties/losses, in percentage
+points), and the unfinished or broken runs.
+
+`--json FILE` writes (accuracies and differences as fractions, as in results.json):
+    distinguishing   the option names shown as columns: lam and every option that differs among the
+                     groups of one experiment
+    groups[]         experiment, settings (every option that can change the numbers), runs (folders),
+                     seeds, n, best_epochs (in seed order), test: {"acc", "uar", "macro_f1"}, each
+                     {"mean", "std", "values"} (values in seed order) or null when the trials lack it
+    comparisons[]    experiment, settings (the lam > 0 group's), lam, baseline_lam (0), seeds (shared),
+                     differences (lam group minus lam 0, in seed order), mean, ci95 ([low, high] or
+                     null when n < 2), t, p (null when n < 2 or the differences do not vary),
+                     wins, ties, losses
+    skipped[]        run, reason: the unfinished or broken runs
+    notes[]          duplicate seeds, lam > 0 groups whose baseline shares no seed
+`--csv FILE` writes one row per group (kind "group") and per comparison (kind "comparison"), columns:
+    kind, experiment, the distinguishing options, n, seeds (space-separated), acc_mean, acc_std,
+    uar_mean, uar_std, macro_f1_mean, macro_f1_std, best_epochs (space-separated), diff_mean, ci_low,
+    ci_high, t, p, wins, ties, losses; fractions; a cell that does not apply is empty.
+`--plots DIR` (needs matplotlib) writes `curves_<script>_<run folder>.png` per run (train and
+validation cls loss and accuracy per epoch, every trial) and `lam_sweep_<script>.png` per set of
+groups that differ only in lam (≥ 2 values): test accuracy ± std against lam, lam 0 as a line.
+
+Bad input (a missing path, no run folder found) exits 2 with a last stderr line `report: error: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+from utils.errors import InputError
+
+# args.json keys that cannot change a run's numbers: the seed and trial count (seeds are what is
+# paired), where things are written or cached, how fast or on which device it runs, and records.
+IGNORED_OPTIONS = frozenset({
+    "random_seed", "n_times", "output_dir", "num_workers", "no_progress", "device", "gpu_ids", "cache_dir",
+    "teacher_cache", "demo_dir", "version", "argv", "git_commit", "resume", "eval_only", "script", "deterministic",
+    "processes", "resumed",
+})
+METRICS = ("acc", "uar", "macro_f1")  # test metrics summarised per group; uar and macro_f1 are IEMOCAP's
+EQUAL = 1e-12  # accuracies equal up to float rounding count as a tie / as no variation
+
+
+@dataclass
+class Run:
+    folder: Path
+    args: dict[str, Any]
+    experiment: str
+    trials: list[dict[str, Any]]
+
+    @property
+    def script(self) -> str:
+        return str(self.args.get("script") or self.folder.parent.name)
+
+
+@dataclass
+class Skipped:
+    folder: Path
+    reason: str
+
+
+@dataclass
+class Group:
+    experiment: str
+    settings: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+    trials: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> trial
+
+    @property
+    def lam(self) -> float:
+        return float(self.settings.get("lam") or 0.0)
+
+
+@dataclass
+class Comparison:
+    group: Group
+    seeds: list[int]
+    differences: list[float]
+    mean: float
+    ci95: tuple[float, float] | None
+    t: float | None
+    p: float | None
+
+
+def find_run_folders(paths: Sequence[str]) -> list[Path]:
+    """Every folder with an args.json at or below the given paths, each once, sorted."""
+    found: set[Path] = set()
+    for name in paths:
+        path = Path(name)
+        if not path.exists():
+            raise InputError(f"{name} does not exist; expected a run folder or a folder that holds run folders")
+        found.update(args_file.parent.resolve() for args_file in path.rglob("args.json"))
+    if not found:
+        raise InputError(f"no run folder (a folder with args.json) found under {' '.join(paths)}")
+    return sorted(found)
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file; a missing or unreadable file raises ValueError with a short reason."""
+    if not path.is_file():
+        raise ValueError(f"no {path.name}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"unreadable {path.name}: {error}") from None
+
+
+def trials_problem(results: Any) -> str | None:
+    """Why a results.json cannot be used as it is, or None."""
+    if not isinstance(results, dict) or not isinstance(results.get("experiment"), str):
+        return "results.json has no experiment"
+    trials = results.get("trials")
+    if not isinstance(trials, list):
+        return "results.json has no list of trials"
+    for trial in trials:
+        test = trial.get("test") if isinstance(trial, dict) else None
+        if not isinstance(test, dict) or not isinstance(trial.get("seed"), int) or \
+                not isinstance(test.get("acc"), (int, float)):
+            return "results.json has a trial without seed or test acc"
+    return None
+
+
+def load_run(folder: Path) -> Run | Skipped:
+    """A finished run, or the reason it is unfinished or broken."""
+    try:
+        args = read_json(folder / "args.json")
+        results = read_json(folder / "results.json")
+    except ValueError as error:
+        return Skipped(folder, str(error))
+    problem = "args.json is not an object" if not isinstance(args, dict) else trials_problem(results)
+    if problem:
+        return Skipped(folder, problem)
+    finished, wanted = len(results["trials"]), args.get("n_times", 1)
+    if results.get("complete") is False:
+        return Skipped(folder, f'results.json says "complete": false ({finished} of {wanted} trials finished)')
+    if finished < wanted:
+        return Skipped(folder, f"{finished} of {wanted} trials finished")
+    return Run(folder, args, results["experiment"], results["trials"])
+
+
+def settings_of(args: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in sorted(args.items()) if name not in IGNORED_OPTIONS}
+
+
+def group_key(experiment: str, settings: dict[str, Any]) -> str:
+    return json.dumps([experiment, settings], sort_keys=True)
+
+
+def group_runs(runs: list[Run], notes: list[str]) -> list[Group]:
+    """Runs with equal experiment and settings pooled by seed; a repeated seed is kept once, with a note."""
+    groups: dict[str, Group] = {}
+    for run in runs:
+        settings = settings_of(run.args)
+        group = groups.setdefault(group_key(run.experiment, settings), Group(run.experiment, settings))
+        group.runs.append(run)
+        for trial in run.trials:
+            kept = group.trials.setdefault(trial["seed"], {**trial, "run": run.folder})
+            if kept["run"] != run.folder:
+                notes.append(f"seed {trial['seed']} is in both {kept['run']} and {run.folder}; kept the first")
+    return sorted(groups.values(), key=lambda g: (g.experiment, json.dumps({**g.settings, "lam": None}), g.lam))
+
+
+def distinguishing_options(groups: list[Group]) -> list[str]:
+    """lam, then every option whose value differs among the groups of one experiment."""
+    differing: set[str] = set()
+    for experiment in {group.experiment for group in groups}:
+        settings = [group.settings for group in groups if group.experiment == experiment]
+        names = set().union(*settings)
+        differing.update(name for name in names if len({json.dumps(s.get(name)) for s in settings}) > 1)
+    return ["lam", *sorted(differing - {"lam"})]
+
+
+def metric_values(group: Group, metric: str) -> list[float] | None:
+    """The metric of each trial in seed order, or None when a trial lacks it (AVMNIST has no uar)."""
+    values = [trial["test"].get(metric) for _, trial in sorted(group.trials.items())]
+    return None if any(value is None for value in values) else [float(value) for value in values]
+
+
+def paired_difference(group: Group, baseline: Group) -> Comparison | None:
+    """group minus baseline on their shared seeds, with a 95 % t interval and a paired t-test."""
+    seeds = sorted(set(group.trials) & set(baseline.trials))
+    if not seeds:
+        return None
+    ours = np.array([group.trials[seed]["test"]["acc"] for seed in seeds], dtype=float)
+    theirs = np.array([baseline.trials[seed]["test"]["acc"] for seed in seeds], dtype=float)
+    differences = ours - theirs
+    n, mean = len(seeds), float(differences.mean())
+    ci95 = t = p = None
+    if n >= 2:
+        sd = float(differences.std(ddof=1))
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        ci95 = (mean - half, mean + half)
+        if sd > EQUAL:  # constant differences make t infinite and p meaningless
+            test = stats.ttest_rel(ours, theirs)
+            t, p = float(test.statistic), float(test.pvalue)
+    return Comparison(group, seeds, differences.tolist(), mean, ci95, t, p)
+
+
+def compare_to_baselines(groups: list[Group], notes: list[str]) -> list[Comparison]:
+    """Each lam > 0 group against the lam-0 group of the same experiment and otherwise equal options."""
+    by_key = {group_key(group.experiment, group.settings): group for group in groups}
+    comparisons = []
+    for group in groups:
+        baseline = by_key.get(group_key(group.experiment, {**group.settings, "lam": 0.0}))
+        if group.lam == 0 or baseline is None:
+            continue
+        comparison = paired_difference(group, baseline)
+        if comparison is None:
+            notes.append(f"{group.experiment} lam {group.lam}: its lam-0 group shares no seed with it")
+        else:
+            comparisons.append(comparison)
+    return comparisons
+
+
+def wins_ties_losses(differences: list[float]) -> tuple[int, int, int]:
+    wins = sum(d > EQUAL for d in differences)
+    losses = sum(d < -EQUAL for d in differences)
+    return wins, len(differences) - wins - losses, losses
+
+
+def summary(values: list[float] | None) -> dict[str, Any] | None:
+    if values is None:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+
+
+def group_record(group: Group) -> dict[str, Any]:
+    seeds = sorted(group.trials)
+    return {"experiment": group.experiment, "settings": group.settings,
+            "runs": [str(run.folder) for run in group.runs], "seeds": seeds, "n": len(seeds),
+            "best_epochs": [group.trials[seed].get("best_epoch") for seed in seeds],
+            "test": {metric: summary(metric_values(group, metric)) for metric in METRICS}}
+
+
+def comparison_record(comparison: Comparison) -> dict[str, Any]:
+    wins, ties, losses = wins_ties_losses(comparison.differences)
+    return {"experiment": comparison.group.experiment, "settings": comparison.group.settings,
+            "lam": comparison.group.lam, "baseline_lam": 0.0, "seeds": comparison.seeds,
+            "differences": comparison.differences, "mean": comparison.mean,
+            "ci95": list(comparison.ci95) if comparison.ci95 else None, "t": comparison.t, "p": comparison.p,
+            "wins": wins, "ties": ties, "losses": losses}
+
+
+def show(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def percent(value: float | None, signed: bool = False) -> str:
+    return "n/a" if value is None else f"{100 * value:{'+' if signed else ''}.2f}"
+
+
+def mean_std(stat: dict[str, Any] | None) -> str:
+    return "-" if stat is None else f"{percent(stat['mean'])} ± {percent(stat['std'])}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def groups_markdown(records: list[dict[str, Any]], options: list[str]) -> str:
+    iemocap = any(record["test"]["uar"] for record in records)  # UAR and macro-F1 columns only when some group has them
+    header = ["experiment", *options, "trials", "seeds", "test acc %", *(["UAR %", "macro-F1 %"] if iemocap else []),
+              "best epochs"]
+    rows = [[record["experiment"], *(show(record["settings"].get(name)) for name in options), str(record["n"]),
+             " ".join(map(str, record["seeds"])), mean_std(record["test"]["acc"]),
+             *([mean_std(record["test"]["uar"]), mean_std(record["test"]["macro_f1"])] if iemocap else []),
+             ", ".join(map(show, record["best_epochs"]))] for record in records]
+    return markdown_table(header, rows)
+
+
+def comparisons_markdown(records: list[dict[str, Any]], options: list[str]) -> str:
+    if not records:
+        return "No lam > 0 group has a lam-0 group with otherwise equal options and shared seeds."
+    header = ["experiment", *options, "seeds", "mean diff (pp)", "95 % CI (pp)", "t", "p", "wins/ties/losses"]
+    rows = []
+    for record in records:
+        ci = record["ci95"]
+        rows.append([record["experiment"], *(show(record["settings"].get(name)) for name in options),
+                     " ".join(map(str, record["seeds"])), percent(record["mean"], signed=True),
+                     "n/a" if ci is None else f"[{percent(ci[0], signed=True)}, {percent(ci[1], signed=True)}]",
+                     "n/a" if record["t"] is None else f"{record['t']:.3f}",
+                     "n/a" if record["p"] is None else f"{record['p']:.4g}",
+                     f"{record['wins']}/{record['ties']}/{record['losses']}"])
+    return (markdown_table(header, rows) + "\n\nDifferences are the lam group minus lam 0 on the same seeds, "
+            "in percentage points of test accuracy; p from a two-sided paired t-test.")
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    options = report["distinguishing"]
+    skipped = [f"- {item['run']}: {item['reason']}" for item in report["skipped"]]
+    sections = ["## Groups", groups_markdown(report["groups"], options),
+                "## Paired differences to lam 0", comparisons_markdown(report["comparisons"], options),
+                "## Unfinished or broken runs (left out)", "\n".join(skipped) or "None."]
+    if report["notes"]:
+        sections += ["## Notes", "\n".join(f"- {note}" for note in report["notes"])]
+    return "\n\n".join(sections)
+
+
+def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Groups and comparisons as flat rows; see the module docstring for the columns."""
+    def joined(values: list[Any]) -> str:
+        return " ".join(map(show, values))
+
+    rows = []
+    for record in report["groups"]:
+        cells = {f"{metric}_{k}": (record["test"][metric] or {}).get(k) for metric in METRICS for k in ("mean", "std")}
+        rows.append({"kind": "group", "experiment": record["experiment"], **record["settings"], "n": record["n"],
+                     "seeds": joined(record["seeds"]), **cells, "best_epochs": joined(record["best_epochs"])})
+    for record in report["comparisons"]:
+        low, high = record["ci95"] or (None, None)
+        rows.append({"kind": "comparison", "experiment": record["experiment"], **record["settings"],
+                     "n": len(record["seeds"]), "seeds": joined(record["seeds"]), "diff_mean": record["mean"],
+                     "ci_low": low, "ci_high": high, "t": record["t"], "p": record["p"], "wins": record["wins"],
+                     "ties": record["ties"], "losses": record["losses"]})
+    return rows
+
+
+def write_csv(report: dict[str, Any], path: Path) -> None:
+    columns = ["kind", "experiment", *report["distinguishing"], "n", "seeds",
+               *(f"{m}_{k}" for m in METRICS for k in ("mean", "std")), "best_epochs",
+               "diff_mean", "ci_low", "ci_high", "t", "p", "wins", "ties", "losses"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(csv_rows(report))
+
+
+def build_report(paths: Sequence[str]) -> tuple[dict[str, Any], list[Run], list[Group]]:
+    """The report as JSON-able data, with the runs and groups it came from (for the plots)."""
+    loaded = [load_run(folder) for folder in find_run_folders(paths)]
+    runs = [item for item in loaded if isinstance(item, Run)]
+    notes: list[str] = []
+    groups = group_runs(runs, notes)
+    comparisons = compare_to_baselines(groups, notes)
+    report = {"distinguishing": distinguishing_options(groups),
+              "groups": [group_record(group) for group in groups],
+              "comparisons": [comparison_record(comparison) for comparison in comparisons],
+              "skipped": [{"run": str(item.folder), "reason": item.reason} for item in loaded
+                          if isinstance(item, Skipped)],
+              "notes": notes}
+    return report, runs, groups
+
+
+def read_metrics(csv_path: Path) -> dict[str, list[float]]:
+    """The columns of a trialK/metrics.csv as float lists ({} when the file is missing or unreadable)."""
+    try:
+        with open(csv_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {name: [float(row[name]) for row in rows] for name in ("epoch", "train_cls", "val_cls",
+                                                                       "train_acc", "val_acc")}
+    except (OSError, KeyError, TypeError, ValueError):
+        return {}
+
+
+def unique_path(directory: Path, stem: str, taken: set[Path]) -> Path:
+    """directory/stem.png, or stem_2.png ... when this report already wrote that name."""
+    path, k = directory / f"{stem}.png", 2
+    while path in taken:
+        path, k = directory / f"{stem}_{k}.png", k + 1
+    taken.add(path)
+    return path
+
+
+def plot_curves(plt: Any, run: Run, path: Path) -> bool:
+    """Loss and accuracy per epoch of every trial of a run; False when no trial has metrics."""
+    curves = [(k, trial["seed"], read_metrics(run.folder / f"trial{trial.get('trial', k)}" / "metrics.csv"))
+              for k, trial in enumerate(run.trials)]
+    curves = [curve for curve in curves if curve[2]]
+    if not curves:
+        return False
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, seed, metrics in curves:
+        for split, style in (("train", "-"), ("val", "--")):
+            label = f"seed {seed} {split}"
+            loss_axes.plot(metrics["epoch"], metrics[f"{split}_cls"], style, color=f"C{k}", label=label)
+            acc_axes.plot(metrics["epoch"], [100 * a for a in metrics[f"{split}_acc"]], style, color=f"C{k}",
+                          label=label)
+    loss_axes.set(xlabel="epoch", ylabel="cls loss", title=f"{run.experiment}, lam {run.args.get('lam')}")
+    acc_axes.set(xlabel="epoch", ylabel="accuracy %", title=run.folder.name)
+    acc_axes.legend(fontsize="small")
+    for axes in (loss_axes, acc_axes):
+        axes.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def lam_sweeps(groups: list[Group]) -> list[list[Group]]:
+    """Sets of ≥ 2 groups of one experiment whose options differ only in lam, sorted by lam."""
+    families: dict[str, list[Group]] = {}
+    for group in groups:
+        families.setdefault(group_key(group.experiment, {**group.settings, "lam": None}), []).append(group)
+    return [sorted(family, key=lambda g: g.lam) for family in families.values() if len(family) >= 2]
+
+
+def plot_sweep(plt: Any, sweep: list[Group], path: Path) -> None:
+    """Test accuracy mean ± std against lam; the lam-0 baseline as a horizontal line."""
+    accs = [[100 * trial["test"]["acc"] for trial in group.trials.values()] for group in sweep]
+    lams = [group.lam for group in sweep]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.errorbar(lams, [np.mean(a) for a in accs], yerr=[np.std(a) for a in accs], marker="o", capsize=4,
+                  label="mean ± std over trials")
+    if lams[0] == 0:
+        axes.axhline(np.mean(accs[0]), color="grey", linestyle=":", label="lam 0 baseline")
+    axes.set(xlabel="lam", ylabel="test accuracy %", title=sweep[0].experiment)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_plots(runs: list[Run], groups: list[Group], directory: Path) -> list[Path]:
+    """The PNGs of --plots; matplotlib is imported only here so the report runs without it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError("--plots needs matplotlib (pip install -r requirements.txt)") from None
+    matplotlib.use("Agg")  # headless: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    taken: set[Path] = set()
+    written = []
+    for run in runs:
+        path = unique_path(directory, f"curves_{run.script}_{run.folder.name}", taken)
+        if plot_curves(plt, run, path):
+            written.append(path)
+    for sweep in lam_sweeps(groups):
+        path = unique_path(directory, f"lam_sweep_{sweep[0].runs[0].script}", taken)
+        plot_sweep(plt, sweep, path)
+        written.append(path)
+    return written
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="report", usage="python -m utils.report PATH... [options]",
+                                     description="Group run folders by settings; mean ± std and paired "
+                                                 "differences to lam 0 as Markdown on stdout.")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="run folders or folders that hold them")
+    parser.add_argument("--csv", type=Path, metavar="FILE", help="also write groups and comparisons as CSV")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the whole report as JSON")
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="write learning curves and lam sweeps as PNGs")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report, runs, groups = build_report(args.paths)
+        print(report_markdown(report))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        if args.csv:
+            write_csv(report, args.csv)
+        if args.plots:
+            written = write_plots(runs, groups, args.plots)
+            print("\n## Plots\n\n" + ("\n".join(f"- {path}" for path in written) or "None."))
+    except InputError as error:
+        print(f"report: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # mostly --csv, --json or --plots not writable
+        print(f"report: error: {error.strerror or error}: {error.filename}; expected readable run folders and "
+              "writable --csv, --json and --plots paths", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
