@@ -90,7 +90,7 @@ def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path)
     if args.resume:
         resumptions.append({"argv": sys.argv, "at": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"})
     arguments = {**vars(args), "feature_dim": experiment.feature_dim, "argv": sys.argv, "git_commit": git_commit(),
-                 "processes": {"world_size": world_size(), "backend": dist.get_backend() if world_size() > 1 else None,
+                 "processes": {"world_size": world_size(), "backend": dist.get_backend() if dist.is_initialized() else None,
                                "batchnorm": "synchronised (SyncBatchNorm)" if world_size() > 1 else "per process"}}
     write_json_atomically({**arguments, **({"resumed": resumptions} if args.resume else {})}, path)
 
