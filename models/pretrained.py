@@ -233,7 +233,7 @@ def hub_snapshot(repo_id: str) -> Path:
 
 def _load_failure(err: Exception) -> str:
     """Why from_pretrained failed, in one line. torch's message for an unreadable pytorch_model.bin advises
-    `weights_only=False`, which would run code from the file, so such errors get their own reason."""
+    turning weights-only loading off, which would run code from the file, so such errors get their own reason."""
     if isinstance(err, (EOFError, pickle.UnpicklingError)):
         return "its pytorch_model.bin is not a readable PyTorch checkpoint (empty, truncated or not one)"
     if "ignore_mismatched_sizes" in str(err):  # the report it refers to is silenced above
