@@ -32,7 +32,8 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
     if args.resume:
         run_dir = Path(args.resume)
     else:  # one folder for the run, however many processes
-        run_dir = from_main(make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}") if is_main() else None)
+        made = make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}") if is_main() else None
+        run_dir = from_main(made)
     log = RunLog(run_dir / "log.txt")
     log(f"Run folder: {run_dir}")
     results = _resumed_results(run_dir) if args.resume else None
@@ -89,9 +90,10 @@ def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path)
     resumptions = json.loads(path.read_text()).get("resumed", []) if args.resume else []
     if args.resume:
         resumptions.append({"argv": sys.argv, "at": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"})
+    processes = {"world_size": world_size(), "backend": dist.get_backend() if dist.is_initialized() else None,
+                 "batchnorm": "synchronised (SyncBatchNorm)" if world_size() > 1 else "per process"}
     arguments = {**vars(args), "feature_dim": experiment.feature_dim, "argv": sys.argv, "git_commit": git_commit(),
-                 "processes": {"world_size": world_size(), "backend": dist.get_backend() if dist.is_initialized() else None,
-                               "batchnorm": "synchronised (SyncBatchNorm)" if world_size() > 1 else "per process"}}
+                 "processes": processes}
     write_json_atomically({**arguments, **({"resumed": resumptions} if args.resume else {})}, path)
 
 

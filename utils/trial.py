@@ -52,17 +52,17 @@ class Trials:
         the student, the training partners, the teacher features they need (the test's alone when
         `testing_only`), the loaders, the optimizer and the schedule."""
         experiment, args = self.experiment, self.args
-        if split is None:
-            split = load_split_file(args.split_file) if args.split_file else experiment.splits.draw(split_rng(seed))
         record = split
+        if record is None:
+            record = load_split_file(args.split_file) if args.split_file else experiment.splits.draw(split_rng(seed))
         if args.subset:
             record = {name: items[:args.subset] for name, items in record.items()}
         splits = experiment.splits.build(record)
         write_json_atomically({**record, "subset": args.subset, "seed": seed}, trial_dir / "split.json", indent=None)
 
-        for name, split in splits.items():
-            if len(split.dataset) < world_size():
-                raise InputError(f"the {name} split has {len(split.dataset)} items, fewer than the {world_size()} "
+        for name, part in splits.items():
+            if len(part.dataset) < world_size():
+                raise InputError(f"the {name} split has {len(part.dataset)} items, fewer than the {world_size()} "
                                  "processes; expected at least one item for each")
         set_seed(seed, args.deterministic)  # right before the student: its init does not depend on lam
         student, collate = experiment.build_student(args, experiment.feature_dim)
@@ -107,11 +107,10 @@ class Trials:
         if world_size() > 1:  # averages the gradients of the processes' shares
             trained = DistributedDataParallel(student, device_ids=[self.device] if self.device.type == "cuda" else None,
                                               broadcast_buffers=False)
-        return TrialSetup(student=student, trained=trained, loaders=loaders, splits=splits, partners=partners, optimizer=optimizer,
-                          scheduler=scheduler, batch_order=batch_order, teacher_features=self.features, lam=args.lam,
-                          device=self.device,
-                          amp_dtype=self.amp_dtype, num_classes=experiment.num_classes,
-                          detailed_metrics=experiment.detailed_metrics)
+        return TrialSetup(student=student, trained=trained, loaders=loaders, splits=splits, partners=partners,
+                          optimizer=optimizer, scheduler=scheduler, batch_order=batch_order,
+                          teacher_features=self.features, lam=args.lam, device=self.device, amp_dtype=self.amp_dtype,
+                          num_classes=experiment.num_classes, detailed_metrics=experiment.detailed_metrics)
 
     def _loader(self, dataset: Dataset, collate: Callable, order: Sampler[int] | None = None,
                 drop_last: bool = False, persistent: bool = False) -> DataLoader:
