@@ -34,8 +34,9 @@ from utils.config import (
     parse_script_args,
     script_parser,
 )
-from utils.entry import run_script
 from utils.experiment import Experiment, Student
+from utils.optim import StepDecay
+from utils.run import run_script
 
 SCRIPT = "AVMNIST_A2V"
 TAG = "AVMNIST A->V"
@@ -71,7 +72,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         feature_dim=feature_dim(WAV2VEC2_MODELS[args.mj_model], args.teacher_path),
         splits=AvmnistSplits(data, student_inputs=data.images),
         build_student=build_student,
-        schedule="step",
+        schedule=StepDecay(args.lr_decay_step, args.lr_decay_ratio),
         precise_bn=args.precise_bn,
         teacher=teacher,
         teacher_inputs=teacher_inputs,

@@ -31,8 +31,9 @@ from utils.config import (
     parse_script_args,
     script_parser,
 )
-from utils.entry import run_script
 from utils.experiment import Experiment, Student
+from utils.optim import StepDecay
+from utils.run import run_script
 
 SCRIPT = "AVMNIST_V2A"
 TAG = "AVMNIST V->A"
@@ -68,7 +69,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         feature_dim=feature_dim(RESNETS[args.mj_model], args.teacher_path),
         splits=AvmnistSplits(data, student_inputs=data.spectrograms),
         build_student=build_student,
-        schedule="step",
+        schedule=StepDecay(args.lr_decay_step, args.lr_decay_ratio),
         precise_bn=args.precise_bn,
         teacher=teacher,
         teacher_inputs=ImageTeacherInputs(data, args.pca) if teacher else None,

@@ -28,8 +28,9 @@ from utils.config import (
     parse_script_args,
     script_parser,
 )
-from utils.entry import run_script
 from utils.experiment import Experiment, Student
+from utils.optim import WarmupCosine
+from utils.run import run_script
 
 SCRIPT = "IEMOCAP_A2T"
 TAG = "IEMOCAP A->T"
@@ -67,7 +68,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         feature_dim=feature_dim(WAV2VEC2_MODELS[args.mj_model], args.teacher_path),
         splits=IemocapSplits(corpus, args.split, SHARES, student_inputs=corpus.texts),
         build_student=build_student,
-        schedule="warmup_cosine",
+        schedule=WarmupCosine(args.warmup_epochs),
         teacher=teacher,
         teacher_inputs=audio,
         detailed_metrics=True,

@@ -30,8 +30,9 @@ from utils.config import (
     parse_script_args,
     script_parser,
 )
-from utils.entry import run_script
 from utils.experiment import Experiment, Student
+from utils.optim import WarmupCosine
+from utils.run import run_script
 
 SCRIPT = "IEMOCAP_T2A"
 TAG = "IEMOCAP T->A"
@@ -76,7 +77,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
         splits=IemocapSplits(corpus, args.split, SHARES, student_inputs=audio, key_offset=args.classes,
                              transform=normalize_waveform),
         build_student=build_student,
-        schedule="warmup_cosine",
+        schedule=WarmupCosine(args.warmup_epochs),
         teacher=teacher,
         teacher_inputs=teacher_inputs if teacher else None,
         unpaired_pool=np.arange(args.classes),  # the template sentences

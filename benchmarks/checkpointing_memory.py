@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, the root is not on the path
-from teacher_cost import peak_increase, table  # noqa: E402  (this folder's own benchmark)
-
 import torch  # noqa: E402
+from teacher_cost import peak_increase, table  # noqa: E402  (this folder's own benchmark)
 
 from models.pretrained import RANDOM  # noqa: E402
 from models.text import BertTextStudent  # noqa: E402

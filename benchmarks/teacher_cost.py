@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+from utils.train import TrialSetup, run_epoch  # noqa: E402
 
 import AVMNIST_A2V  # noqa: E402
 import AVMNIST_V2A  # noqa: E402
@@ -67,7 +68,6 @@ from utils.precise_bn import recompute_batchnorm_statistics  # noqa: E402
 from utils.run import run_experiment  # noqa: E402
 from utils.seed import set_seed  # noqa: E402
 from utils.teacher_features import InLoopTeacher  # noqa: E402
-from utils.train import TrialSetup, run_epoch  # noqa: E402
 from utils.trial import Trials  # noqa: E402
 
 MODES = {"a": ["--lam", "0"], "b": ["--lam", "0.3"], "c": ["--lam", "0.3", "--teacher_cache", "off"]}

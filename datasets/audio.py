@@ -10,7 +10,7 @@ import soundfile
 import torch
 import torchaudio.functional
 
-from utils.errors import InputError
+from utils.experiment import InputError
 
 TARGET_RATE = 16_000
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the WAV encodings that can hold NaN or inf

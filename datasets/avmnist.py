@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.data import Batch, Split
-from utils.errors import InputError
-from utils.fingerprint import fingerprint_of
+from utils.experiment import Batch, InputError, Split
+from utils.teacher_features import fingerprint_of
 
 NUM_CLASSES = 10
 TRAIN_SHARE = 0.9

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.audio import check_wav, read_waveform
-from utils.data import Batch
-from utils.fingerprint import fingerprint_of, hash_files
+from utils.experiment import Batch
+from utils.teacher_features import fingerprint_of, hash_files
 
 
 def pad_waveforms(waveforms: list[np.ndarray], min_length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,8 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from datasets.collate import LabelledItems
-from utils.data import Split
-from utils.errors import InputError
+from utils.experiment import InputError, Split
 
 LABELS_6 = ("neu", "hap", "ang", "sad", "exc", "fru")
 # --classes 4, the field's usual protocol: exc counts as hap, fru is dropped.

@@ -30,8 +30,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from utils.errors import InputError
-from utils.fingerprint import hash_path
+from utils.experiment import InputError
+from utils.teacher_features import hash_path
 
 RANDOM = "random"
 # transformers draws a bar per loaded or saved checkpoint: noise on stderr beside the run's own bars.

@@ -22,8 +22,8 @@ from models.pretrained import (
     seeded,
     warn_random,
 )
-from utils.errors import InputError
-from utils.fingerprint import hash_path
+from utils.experiment import InputError
+from utils.teacher_features import hash_path
 
 _BUILDERS = {"resnet18": resnet18, "resnet34": resnet34}
 RESNETS = {
@@ -127,24 +127,25 @@ class ResNetTeacher(FrozenTeacher):
             return self.model(images).float()
 
 
-def _one_channel_resnet18(out_dim: int) -> nn.Module:
-    """torchvision ResNet-18 (BasicBlock [2,2,2,2]), 1-channel 7×7 stride-2 stem, fc = Linear(512, out_dim)."""
+def _resnet18(in_channels: int, out_dim: int) -> nn.Module:
+    """torchvision ResNet-18 (BasicBlock [2,2,2,2]), an `in_channels` 7×7 stride-2 stem, fc = Linear(512, out_dim)."""
     model = resnet18(weights=None)
-    model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     model.fc = nn.Linear(512, out_dim)
     return model
 
 
 class ImageResNetStudent(nn.Module):
-    """A→V student: ResNet-18 on the 1×28×28 image, ``fc`` = Linear(512, D) is the feature, AVMNIST head."""
+    """A→V student: ResNet-18 on the 1×28×28 image (``in_channels`` 1), ``fc`` = Linear(512, D) is the feature,
+    AVMNIST head."""
 
     # ResNet-18 shrinks a 28×28 image 32-fold to a 1×1 map, and BatchNorm cannot train on one value per
     # channel: training batches need two images (utils.trial reads this).
     min_batch = 2
 
-    def __init__(self, dim: int, num_classes: int = 10) -> None:
+    def __init__(self, dim: int, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
-        self.backbone = _one_channel_resnet18(dim)
+        self.backbone = _resnet18(in_channels, dim)
         self.head = AvmnistHead(dim, num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -158,8 +159,8 @@ class SpectrogramResNetStudent(ImageResNetStudent):
 
     min_batch = 1  # a 112×112 spectrogram leaves a 4×4 map
 
-    def __init__(self, dim: int, num_classes: int = 10) -> None:
-        super().__init__(dim, num_classes)
+    def __init__(self, dim: int, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__(dim, num_classes, in_channels)
         for module in self.backbone.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

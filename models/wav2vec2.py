@@ -17,7 +17,7 @@ from models.pretrained import (
     lookup,
     trade_compute_for_memory,
 )
-from utils.errors import InputError
+from utils.experiment import InputError
 
 
 def _wav2vec2_large_config() -> Wav2Vec2Config:

@@ -12,8 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from utils.train import TrialSetup
-from utils.trial import Trials
+from utils.trial import Trial, Trials
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,7 @@ def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
-def build_trial(script: ModuleType, argv: list[str], trial_dir: Path, seed: int | None = None) -> TrialSetup:
+def build_trial(script: ModuleType, argv: list[str], trial_dir: Path, seed: int | None = None) -> Trial:
     """A script's trial as its run builds it, without training: the same `Trials` that `run_experiment` uses."""
     args = script.parse_args([*argv, "--no_progress"])
     trial_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from datasets.avmnist import (
 )
 from datasets.collate import WaveformFiles
 from datasets.tools.synthetic import write_synthetic_avmnist
-from utils.errors import InputError
+from utils.experiment import InputError
 
 
 def test_original_layout_loads_with_checked_shapes(avmnist):

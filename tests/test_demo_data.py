@@ -17,7 +17,7 @@ from datasets.tools import demo
 from datasets.tools.avmnist_writer import MARKER, is_complete
 from datasets.tools.spectrogram import log_power_spectrogram
 from datasets.tools.speech import VOICES, synthesizer
-from utils.errors import InputError
+from utils.experiment import InputError
 
 PER_CLASS = 40  # 400 digits: a few seconds to build, enough to learn from
 

@@ -19,11 +19,14 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 import AVMNIST_A2V
 import IEMOCAP_A2T
+import IEMOCAP_T2A
 from datasets.iemocap import index_iemocap
 from models.pretrained import minilm_folder
 from models.text import BertTextStudent
 from models.tiny import TINY_BERT
-from tests.helpers import REPO, last_line, run_in_process
+from tests.helpers import REPO, build_trial, last_line, run_in_process
+from utils import processes
+from utils.loop import run_epoch
 
 
 def torchrun(script, *args, timeout=300):
@@ -43,6 +46,11 @@ def rows(run):
 
 def relative(a, b):
     return abs(float(a) - float(b)) / max(abs(float(a)), 1e-12)
+
+
+def within_samples(a, b, n, samples):
+    """Two accuracies over `n` samples that differ by at most `samples` predictions."""
+    return round(abs(float(a) - float(b)) * n) <= samples
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +78,21 @@ def test_two_processes_train_a_layernorm_student_as_one(iemocap, tiny_models, de
     assert process.returncode == 0, process.stderr[-3000:]
     one, two = the_run(tmp_path / "one"), the_run(tmp_path / "two")
     assert process.stdout.count("Run folder: ") == 1  # one process prints; one folder
+    # Sums over shares differ from a single process's in the last bits (measured: 1e-7 relative in the losses),
+    # so losses agree to 1e-5, and a prediction whose margin is that small may flip: accuracies may differ by
+    # one sample of a split.
+    sizes = {name: len(split) for name, split in json.loads((one / "trial0" / "split.json").read_text()).items()
+             if name in ("train", "val", "test")}
     for a, b in zip(rows(one), rows(two), strict=True):
-        for column in ("train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc"):
+        for column in ("train_cls", "train_latent", "val_cls", "val_latent"):
             assert relative(a[column], b[column]) < 1e-5, (a["epoch"], column)
+        assert within_samples(a["train_acc"], b["train_acc"], sizes["train"], 1)
+        assert within_samples(a["val_acc"], b["val_acc"], sizes["val"], 1)
     first, second = (json.loads((run / "results.json").read_text())["trials"][0] for run in (one, two))
-    assert first["best_epoch"] == second["best_epoch"] and first["test"]["acc"] == second["test"]["acc"]
-    assert first["test"]["confusion"] == second["test"]["confusion"]  # every test sample counted once
+    assert within_samples(first["test"]["acc"], second["test"]["acc"], sizes["test"], 1)
+    confusion_one, confusion_two = np.array(first["test"]["confusion"]), np.array(second["test"]["confusion"])
+    assert confusion_one.sum() == confusion_two.sum() == sizes["test"]  # every test sample counted once
+    assert np.abs(confusion_one - confusion_two).sum() <= 2  # a flipped sample moves one count
     assert (one / "trial0" / "split.json").read_text() == (two / "trial0" / "split.json").read_text()
     recorded = json.loads((two / "args.json").read_text())["processes"]
     assert recorded["world_size"] == 2 and recorded["backend"] == "gloo"
@@ -99,20 +116,44 @@ def test_two_processes_with_synchronised_batchnorm(avmnist, tiny_models, tmp_pat
     # (split, batch order, partners); the sums of a share of 8 differ from those of a batch of 16 in the last bits
     # (3e-7 after the first convolutions, measured), which a ResNet amplifies: 5e-6 relative in the first
     # epoch's training loss, up to 1.4e-3 in validation losses after the precise BatchNorm pass and 1.6e-2 in the
-    # second epoch (measured on this data). Hence: 1e-4 in the first training epoch, 5e-2 after it, and equal
-    # accuracies and best epoch.
+    # second epoch (measured on this data). Hence: 1e-4 in the first training epoch, 5e-2 after it; and, as
+    # amplified rounding flips a prediction now and then (one test sample of 32 on one machine of this kind),
+    # accuracies within two samples of each split.
     argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--epochs", "2", "--n_times",
             "1", "--batch_size", "16", "--subset", "32"]
     assert AVMNIST_A2V.main([*argv, "--no_progress", "--output_dir", str(tmp_path / "one")]) == 0
     process = torchrun("AVMNIST_A2V.py", *argv, "--output_dir", str(tmp_path / "two"))
     assert process.returncode == 0, process.stderr[-3000:]
     one, two = the_run(tmp_path / "one"), the_run(tmp_path / "two")
+    sizes = {name: len(split) for name, split in json.loads((one / "trial0" / "split.json").read_text()).items()
+             if name in ("train", "val", "test")}
     for a, b in zip(rows(one), rows(two), strict=True):
         for column in ("train_cls", "train_latent", "val_cls", "val_latent"):
             assert relative(a[column], b[column]) < (1e-4 if a["epoch"] == "1" and "train" in column else 5e-2)
-        assert a["train_acc"] == b["train_acc"] and a["val_acc"] == b["val_acc"]
+        assert within_samples(a["train_acc"], b["train_acc"], sizes["train"], 2)
+        assert within_samples(a["val_acc"], b["val_acc"], sizes["val"], 2)
     first, second = (json.loads((run / "results.json").read_text())["trials"][0] for run in (one, two))
-    assert first["best_epoch"] == second["best_epoch"] and first["test"]["acc"] == second["test"]["acc"]
+    assert within_samples(first["test"]["acc"], second["test"]["acc"], sizes["test"], 2)
+
+
+def test_each_process_pads_its_share_of_a_batch_as_the_whole_batch(iemocap, tiny_models, tmp_path, monkeypatch):
+    # The tiny wav2vec2 student normalises its first conv layer over the whole padded input (group norm, as
+    # wav2vec2-base), so a share padded to its own longest utterance would get other outputs than in one process.
+    trial = build_trial(IEMOCAP_T2A, ["--audio_dir", str(iemocap), "--student_path", tiny_models["wav2vec2"],
+                                      "--lam", "0", "--batch_size", "8"], tmp_path)
+    whole = run_epoch(trial, "test", "the test")
+    sizes = [len(batch.labels) for batch in trial.loaders["test"]]
+    assert len(set(sizes)) > 1 or sizes[0] > 1
+    shares = []
+    for this_rank in (0, 1):
+        monkeypatch.setattr(processes, "world_size", lambda: 2)
+        monkeypatch.setattr(processes, "rank", lambda: this_rank)
+        count = sum(len(range(n)[processes.share(n)]) for n in sizes)
+        shares.append((count, run_epoch(trial, "test", "the test")))
+    assert sum(count for count, _ in shares) == sum(sizes)
+    combined = sum(count * result["cls_loss"] for count, result in shares) / sum(sizes)
+    assert relative(whole["cls_loss"], combined) < 1e-5  # float sums in another order; padding alone is ~1e-2
+    assert whole["acc"] == pytest.approx(sum(count * result["acc"] for count, result in shares) / sum(sizes))
 
 
 def test_bad_input_on_one_process_ends_both_with_exit_2(fresh_iemocap, tiny_models, deterministic_bert, tmp_path):

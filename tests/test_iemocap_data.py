@@ -24,7 +24,7 @@ from datasets.iemocap import (
 from datasets.tools.prepare_iemocap import main as prepare_main
 from datasets.tools.synthetic_iemocap import write_synthetic_iemocap
 from models.wav2vec2 import normalize_waveform
-from utils.errors import InputError
+from utils.experiment import InputError
 
 PER_CLASS = 20  # of the shared `iemocap` tree (conftest.py)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.loss import synergy_loss
+from utils.loss import SynergyObjective
 from utils.metrics import MetricAccumulator, classification_report
 
 
@@ -18,21 +18,21 @@ def batch():
 
 def test_lam_zero_is_plain_cross_entropy_without_a_teacher(batch):
     logits, labels, student, _ = batch
-    loss, cls, latent = synergy_loss(logits, labels, student, None, 0.0)
+    loss, cls, latent = SynergyObjective(0.0)(logits, labels, student, None)
     assert latent is None
     assert torch.allclose(loss, F.cross_entropy(logits, labels))
 
 
 def test_lam_one_is_only_the_feature_mse(batch):
     logits, labels, student, teacher = batch
-    loss, cls, latent = synergy_loss(logits, labels, student, teacher, 1.0)
+    loss, cls, latent = SynergyObjective(1.0)(logits, labels, student, teacher)
     assert torch.allclose(loss, ((student - teacher) ** 2).mean())
     assert torch.allclose(cls, F.cross_entropy(logits, labels))
 
 
 def test_mix_weights_the_two_terms(batch):
     logits, labels, student, teacher = batch
-    loss, cls, latent = synergy_loss(logits, labels, student, teacher, 0.3)
+    loss, cls, latent = SynergyObjective(0.3)(logits, labels, student, teacher)
     assert torch.allclose(loss, 0.7 * cls + 0.3 * latent)
 
 

@@ -32,7 +32,7 @@ from models.wav2vec2 import (
     Wav2Vec2Teacher,
     min_samples_for_time_masking,
 )
-from utils.errors import InputError
+from utils.experiment import InputError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -253,6 +253,8 @@ def test_resnet_students(student_cls: type, side: int) -> None:
     assert logits.shape == (2, 10) and feature.shape == (2, 24)
     (logits.sum() + feature.sum()).backward()
     assert student.backbone.conv1.weight.grad is not None and student.backbone.conv1.in_channels == 1
+    three = student_cls(24, 10, in_channels=3)
+    assert three(torch.rand(2, 3, side, side))[0].shape == (2, 10) and three.backbone.conv1.in_channels == 3
 
 
 def test_spectrogram_student_init() -> None:

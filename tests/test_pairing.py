@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from utils.errors import InputError
+from utils.experiment import InputError
 from utils.pairing import (
     OtherSamplePartners,
     PairedPartners,

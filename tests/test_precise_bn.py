@@ -9,8 +9,7 @@ import AVMNIST_A2V
 import AVMNIST_V2A
 import IEMOCAP_A2T
 from tests.helpers import build_trial, results_in, run_in_process
-from utils.data import Batch
-from utils.errors import InputError
+from utils.experiment import Batch, InputError
 from utils.precise_bn import has_batchnorm, recompute_batchnorm_statistics
 
 

@@ -10,7 +10,7 @@ import AVMNIST_A2V
 import AVMNIST_V2A
 from models.resnet import ImageResNetStudent
 from tests.helpers import build_trial, last_line, results_in, run_in_process
-from utils.errors import InputError
+from utils.experiment import InputError
 from utils.run import summarise
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
 
@@ -30,6 +30,16 @@ def test_lam_zero_and_lam_positive_runs_are_paired(avmnist, tiny_models, tmp_pat
     assert first_batches(plain) == first_batches(helped)
     other = build_trial(AVMNIST_V2A, [*base, "--lam", "0"], tmp_path / "other", seed=43)
     assert first_batches(other) != first_batches(plain)
+
+
+def test_the_training_loader_seeds_its_workers_from_the_trial_seed(avmnist, tiny_models, tmp_path):
+    # A loader draws its workers' base seed from its generator; with torch's default one every trial of every
+    # seed would share it.
+    argv = ["--data_root", str(avmnist), "--lam", "0", "--subset", "8"]
+    trials = [build_trial(AVMNIST_V2A, argv, tmp_path / str(k), seed=seed) for k, seed in enumerate((42, 42, 43))]
+    seeds = [trial.loaders["train"].generator.initial_seed() for trial in trials]
+    assert seeds[0] == seeds[1] != seeds[2]
+    assert trials[0].loaders["val"].generator is None  # evaluation loaders draw from the global generator
 
 
 def test_split_file_and_subset(avmnist, tiny_models, tmp_path):

@@ -1,25 +1,31 @@
-"""Shared command-line options: each script builds its parser from these groups and adds its own options.
+"""The command line: the options every script shares, their checks, and the options an earlier run recorded.
 
 A script states its README defaults, its teacher choice, its data-path options and its `--demo`
 settings itself; `parse_script_args` then applies what every script shares (the demo defaults, the
-checks, the device). The original code gave all four scripts one copied parser, so a command copied
-between scripts may carry the other family's original options: they are still accepted, hidden from
-`--help`, and ignored with a notice.
+checks, the device), and checks, before any data or model is loaded, the folders the run will write to
+and a `--split_file` it will read. The original code gave all four scripts one copied parser, so a
+command copied between scripts may carry the other family's original options: they are still accepted,
+hidden from `--help`, and ignored with a notice.
+
+`--resume RUN_DIR` and `--eval_only RUN_DIR` run with the options recorded in the run's args.json: they
+become the defaults; an option given again must keep its value, except those that cannot change a
+result, and `--epochs`, which may grow.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from utils.distributed import launched, launched_world_size, local_rank
-from utils.errors import InputError
-from utils.preflight import check_run_paths
-from utils.resume import FREE_ON_RESUME, check_recorded_options, recorded_options
+from utils.experiment import InputError
+from utils.processes import launched_world_size, resolve_device
 
 # The options of the original scripts (all four shared one parser).
 ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed", "--batch_size", "--epochs",
@@ -27,6 +33,10 @@ ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed",
                     "--optim", "--lam", "--version", "--pca", "--gpu_ids", "--n_times")
 DEMO_DIR = Path.home() / ".cache" / "one-modality-demo"
 MAX_SEED = 2**32 - 1  # trial k seeds NumPy with random_seed + k
+SPLITS = ("train", "val", "test")
+# Options that cannot change a result: they may be given anew to --resume and --eval_only.
+FREE_ON_RESUME = frozenset({"num_workers", "no_progress", "device", "gpu_ids", "output_dir", "cache_dir", "resume",
+                            "eval_only"})
 
 
 def str2bool(value: str) -> bool:
@@ -185,14 +195,14 @@ def announce_demo(demo_dir: Path, note: str) -> None:
     print(f"demo: data and models in {demo_dir}; {note}", file=sys.stderr)
 
 
-def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, required: str,
+def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, required: str | None = None,
                       demo_settings: Callable[[Path], dict[str, Any]] | None = None) -> argparse.Namespace:
     """Parse a script's options and check them; errors exit 2 through argparse. Then check, before any data
     or model is loaded, the folders the run writes to and the split file it reads (InputError).
 
-    `required` is the data option needed unless `--demo`; with `--demo`, `demo_settings(demo_dir)` builds
-    (or reuses) the demo data and returns the defaults it runs with (options given still win). A script
-    without `demo_settings` has no demo.
+    `required` is the data option needed unless `--demo` (None: the data needs no option); with `--demo`,
+    `demo_settings(demo_dir)` builds (or reuses) the demo data and returns the defaults it runs with (options
+    given still win). A script without `demo_settings` has no demo.
     """
     _accept_other_original_options(parser)
     script = parser.prog.removesuffix(".py")
@@ -222,11 +232,11 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     _ignore_other_original_options(args)
     if run_dir:
         check_recorded_options(args, recorded, option, run_dir)
-    if args.amp == "fp16" and not resolve_device(args).type == "cuda":
+    if args.amp == "fp16" and not resolve_device(args.device, args.gpu_ids).type == "cuda":
         parser.error("--amp fp16 needs CUDA (use --amp bf16 on the CPU)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device} asked for CUDA, but no CUDA device is available")
-    if not args.demo and getattr(args, required.removeprefix("--")) is None:
+    if required and not args.demo and getattr(args, required.removeprefix("--")) is None:
         parser.error(f"{required} is required (or --demo for the built-in data)")
     last_seed = args.random_seed + args.n_times - 1
     if args.random_seed < 0 or last_seed > MAX_SEED:
@@ -236,7 +246,7 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         parser.error(f"--batch_size {args.batch_size} is the global batch and must divide among the "
                      f"{launched_world_size()} processes; expected a multiple of {launched_world_size()}")
     if args.num_workers is None:
-        args.num_workers = 4 if resolve_device(args).type == "cuda" else 0
+        args.num_workers = 4 if resolve_device(args.device, args.gpu_ids).type == "cuda" else 0
     check_run_paths(args)
     return args
 
@@ -265,13 +275,72 @@ def _ignore_other_original_options(args: argparse.Namespace) -> None:
               "ignored", file=sys.stderr)
 
 
-def resolve_device(args: argparse.Namespace) -> torch.device:
-    """`--device cuda:N` wins over --gpu_ids; otherwise CUDA means cuda:<first of --gpu_ids>. Under torchrun
-    each process takes the GPU of its local rank."""
-    if args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if launched():
-        return torch.device("cuda", local_rank())
-    if args.device.startswith("cuda:"):
-        return torch.device(args.device)
-    return torch.device(f"cuda:{int(args.gpu_ids.split(',')[0])}")
+def check_run_paths(args: argparse.Namespace) -> None:
+    """The run folder's parent and `--cache_dir` can be made and written to; `--split_file` is a valid split."""
+    check_writable_folder(Path(args.output_dir) / args.script, "--output_dir", args.output_dir)
+    if args.cache_dir is not None:
+        check_writable_folder(Path(args.cache_dir), "--cache_dir", args.cache_dir)
+    if args.split_file is not None:
+        load_split_file(args.split_file)
+
+
+def check_writable_folder(folder: Path, option: str, given: str) -> None:
+    """`folder` is a folder, or can be made one, that this user can write to (`option given` says where it
+    came from). Checks the nearest part of the path that exists."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{option} {given}: {existing} is a file; expected a folder (or a path where one can be made)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {given}: cannot write to {existing}; expected a folder this user can write to")
+
+
+def load_split_file(path: str) -> dict[str, list]:
+    """The train, val and test lists of an earlier trial's split.json; an item may appear once in each list.
+    Whether the items fit the data (and do not repeat across splits) is the data set's check."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, or not JSON
+        raise InputError(f"cannot read --split_file {path}: {error}; "
+                         "expected the UTF-8 JSON split.json of an earlier trial") from None
+    if not isinstance(record, dict) or not all(isinstance(record.get(name), list) for name in SPLITS):
+        raise InputError(f"--split_file {path} must hold lists 'train', 'val' and 'test'")
+    for name in SPLITS:
+        # JSON text as the key: items may be lists ([stem, label] pairs), which cannot be counted as they are.
+        counts = Counter(json.dumps(item) for item in record[name])
+        repeated = [(item, count) for item, count in counts.items() if count > 1]
+        if repeated:
+            item, count = repeated[0]
+            raise InputError(f"--split_file {path}: {item} appears {count} times in {name!r} "
+                             f"({len(repeated)} repeated items); expected each item once")
+    return {name: record[name] for name in SPLITS}
+
+
+def recorded_options(option: str, run_dir: str, script: str) -> dict[str, Any]:
+    """The options a run was started with, from its args.json (`option` names the flag that asked)."""
+    path = Path(run_dir) / "args.json"
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{option} {run_dir}: cannot read {path} ({type(error).__name__}); expected the folder "
+                         "of a run of this script (it holds args.json)") from None
+    if not isinstance(recorded, dict) or recorded.get("script") != script:
+        found = recorded.get("script") if isinstance(recorded, dict) else None
+        raise InputError(f"{option} {run_dir} is a run of {found}, not of {script}; expected a run folder of "
+                         f"{script}.py")
+    return recorded
+
+
+def check_recorded_options(args: argparse.Namespace, recorded: dict[str, Any], option: str, run_dir: str) -> None:
+    """Refuse (InputError) an option whose new value would change the run's results."""
+    for name, value in recorded.items():
+        if name in FREE_ON_RESUME or not hasattr(args, name) or getattr(args, name) == value:
+            continue
+        if name == "epochs" and args.epochs > value:
+            continue
+        expected = f"at least {value}" if name == "epochs" else f"{value!r}"
+        raise InputError(f"{option} {run_dir}: --{name} {getattr(args, name)!r} differs from the run's "
+                         f"{value!r}; expected {expected} (only --epochs may grow, and --num_workers, --device, "
+                         "--no_progress and --cache_dir may change)")

@@ -1,16 +1,89 @@
-"""What a script hands to the shared run: its data, its teacher and how each trial's student is made."""
+"""What a script hands to the shared run: its experiment, its student, its data as splits and batches, its
+teacher and the teacher's inputs, and the two ways a run ends on purpose (bad input, a diverged trial).
+
+These types live in the lowest layer of `utils/`, so that `datasets/` and `models/` implement them and the
+run uses them without either importing the other.
+"""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
-import numpy as np
-from torch import nn
+if TYPE_CHECKING:  # annotations only: `python -m utils.report` imports the errors without torch
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
 
-from utils.data import Batch, SplitSource
-from utils.teacher_features import Teacher, TeacherInputs
+
+class InputError(Exception):
+    """Bad user input: a missing path or file, a wrong shape, dtype or label, unavailable weights. The message
+    names what is wrong and what was expected, in one line; the run ends with exit code 2."""
+
+    exit_code = 2
+
+
+class NonFiniteLossError(Exception):
+    """A loss or a prediction became NaN or infinite; the run ends with exit code 1."""
+
+    exit_code = 1
+
+
+class Batch(NamedTuple):
+    """What every collate function returns."""
+
+    inputs: dict[str, torch.Tensor]  # keyword arguments of the student's forward
+    labels: torch.Tensor
+    positions: torch.Tensor  # each sample's index in its split
+
+
+@dataclass
+class Split:
+    """One split of a trial: the student's dataset (items end with their position) and each position's own
+    (paired) teacher-input key."""
+
+    dataset: Dataset
+    teacher_keys: np.ndarray
+
+
+class SplitSource(Protocol):
+    """How an experiment's data is split for a trial: drawn (seeded) or rebuilt from a recorded split."""
+
+    def draw(self, rng: np.random.Generator) -> dict[str, list]:
+        """A new JSON-able split record {"train", "val", "test"}, from the trial's split generator."""
+
+    def build(self, record: dict[str, list]) -> dict[str, Split]:
+        """The three splits of a record, after checking that it fits the data (it may come from --split_file)."""
+
+
+class Teacher(Protocol):
+    """A frozen model that maps a list of raw inputs to a B x dim float32 tensor on its device."""
+
+    dim: int
+    identity: str  # changes whenever the weights change: part of the disk-cache key
+
+    def encode(self, inputs: list[Any]) -> torch.Tensor: ...
+
+    def to(self, device: torch.device) -> Teacher: ...
+
+
+class TeacherInputs(Protocol):
+    """The teacher's inputs by key (an integer naming one input of the run: an AVMNIST item, an IEMOCAP
+    utterance, a template sentence), and a fingerprint that changes whenever the data does."""
+
+    fingerprint: str
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: int) -> Any: ...
+
+
+class Schedule(Protocol):
+    """An experiment's learning-rate schedule with its own option values, stepped once per epoch."""
+
+    def build(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler: ...
 
 
 class Student(NamedTuple):
@@ -22,7 +95,7 @@ class Student(NamedTuple):
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment, as its script wires it; `utils.run.run_experiment` runs its trials."""
+    """One experiment, as its script wires it; `utils.run` runs its trials."""
 
     tag: str  # e.g. "AVMNIST V->A", the last word of the summary line
     num_classes: int
@@ -30,7 +103,7 @@ class Experiment:
     splits: SplitSource  # draws a trial's split, or rebuilds a recorded one
     # Called once per trial, right after seeding, so that runs with any lam start from the same weights.
     build_student: Callable[[argparse.Namespace, int], Student]
-    schedule: str  # "step" (StepLR, AVMNIST) or "warmup_cosine" (the original IEMOCAP schedule)
+    schedule: Schedule  # e.g. utils.optim.StepDecay(25, 0.1)
     teacher: Teacher | None = None  # None when lam = 0: no teacher is loaded
     teacher_inputs: TeacherInputs | None = None  # the teacher's input of every key
     # Unpaired training partners are drawn from these teacher keys (T->A: the template sentences);

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.errors import InputError
+from utils.experiment import InputError
 
 
 def draw_unpaired_partners(positions: np.ndarray, pool_size: int, rng: np.random.Generator) -> np.ndarray:

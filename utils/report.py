@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from utils.errors import InputError
+from utils.experiment import InputError
 
 # args.json keys that cannot change a run's numbers: the seed and trial count (seeds are what is
 # paired), where things are written or cached, how fast or on which device it runs, and records.

@@ -1,7 +1,8 @@
-"""A run: its folder, `n_times` seeded trials, `results.json` after each, and the summary line.
+"""A run: a script's entry and exit codes, `n_times` seeded trials in the run's folder with `results.json`
+after each, the summary line, and `--eval_only` (each finished trial's checkpoint tested again).
 
 With `--resume RUN_DIR` the run continues in its folder: finished trials are kept, an unfinished one
-continues after its last completed epoch (utils/train_state.py).
+continues after its last completed epoch (utils/loop.py).
 """
 
 from __future__ import annotations
@@ -9,22 +10,63 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import transformers
 
-from utils.atomic import remove_stale_temporaries, write_json_atomically
-from utils.distributed import from_main, is_main, world_size
-from utils.errors import InputError
-from utils.experiment import Experiment
-from utils.run_folder import RunLog, git_commit, make_run_dir
-from utils.train import train_trial
-from utils.train_state import STATE_FILE, load_training_state
+from utils.config import load_split_file
+from utils.experiment import Experiment, InputError, NonFiniteLossError
+from utils.loop import STATE_FILE, evaluate_checkpoint, load_training_state, train_trial
+from utils.processes import Processes, from_main, is_main, launched, resolve_device, world_size
+from utils.run_folder import RunLog, git_commit, make_run_dir, remove_stale_temporaries, write_json_atomically
 from utils.trial import Trials
+
+
+def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
+               build_experiment: Callable[[argparse.Namespace], Experiment], argv: Sequence[str] | None) -> int:
+    """Run a script's experiment; return 0, or 2 for bad input and 1 for a diverged trial (both print
+    `<script>.py: error: <message>` as the last stderr line, no traceback), or 130 for Ctrl-C.
+    Any other exception is a bug and keeps its traceback."""
+    prog = f"{script}.py"
+    try:
+        args = parse_args(argv)
+        with Processes(prog, resolve_device(args.device, args.gpu_ids)):  # several, under torchrun
+            experiment = build_experiment(args)
+            if args.eval_only:
+                evaluate_run(experiment, args)
+            else:
+                run_experiment(experiment, args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; results of finished trials are kept", file=sys.stderr)
+        return _ended(130)
+    except (InputError, NonFiniteLossError) as error:
+        print(f"{prog}: error: {one_line_message(error)}", file=sys.stderr)
+        return _ended(error.exit_code)
+    return 0
+
+
+def _ended(code: int) -> int:
+    """A process of several that failed leaves at once: shutting down its process group could wait for the
+    others, which are stopping too (utils.processes.Processes)."""
+    if launched():
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def one_line_message(error: Exception) -> str:
+    """The error's own message. torch re-raises an error of a DataLoader worker as the same type with the
+    worker's traceback as its message, whose last line is `<module>.<type>: <message>`: that message is kept."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    return text.rstrip().splitlines()[-1].removeprefix(f"{type(error).__module__}.{type(error).__qualname__}: ")
 
 
 def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
@@ -60,8 +102,8 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
             resume = load_training_state(state) if args.resume and state.is_file() else None
             log(f"Trial {k + 1}/{args.n_times} (seed {seed})"
                 + (f", resumed after epoch {resume['progress']['epoch']}" if resume else ""))
-            setup = trials.build(seed, trial_dir)
-            record = train_trial(setup, args.epochs, trial_dir, log, progress=not args.no_progress, resume=resume)
+            trial = trials.build(seed, trial_dir)
+            record = train_trial(trial, args.epochs, trial_dir, log, progress=not args.no_progress, resume=resume)
             results["trials"].append({"trial": k, "seed": seed, **record})
             results["summary"] = summarise(results["trials"])
             results["complete"] = len(results["trials"]) == args.n_times
@@ -72,9 +114,35 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
         if is_main():
             print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
         raise
-    summary = results["summary"]
-    log(f"Overall test acc: {100 * summary['test_acc_mean']:.2f} ± {100 * summary['test_acc_std']:.2f} "
-        f"{experiment.tag}")
+    _log_summary(log, results["summary"], experiment.tag)
+    return results
+
+
+def evaluate_run(experiment: Experiment, args: argparse.Namespace) -> dict:
+    """`--eval_only RUN_DIR`: test every finished trial's best.pt of the run on that trial's recorded test split,
+    with the run's options (args.json). The evaluation writes a folder of its own, `<output_dir>/<script>/
+    <time>_eval` (log.txt, eval.json, each trial's split.json), and never touches the run's files. On the CPU
+    the numbers equal the run's own test numbers exactly."""
+    run_dir = Path(args.eval_only)
+    finished = _finished_trials(run_dir)
+    out_dir = from_main(make_run_dir(args.output_dir, args.script, "eval") if is_main() else None)
+    log = RunLog(out_dir / "log.txt")
+    log(f"Run folder: {out_dir}")
+    log(f"Evaluating the checkpoints of {run_dir}")
+    trials = Trials(experiment, args)
+    results = {"experiment": experiment.tag, "evaluated_run": str(run_dir), "trials": [], "summary": None}
+    for record in finished:
+        k, seed = record["trial"], record["seed"]
+        source, trial_dir = run_dir / f"trial{k}", out_dir / f"trial{k}"
+        if is_main():
+            trial_dir.mkdir()
+        log(f"Trial {k + 1}/{len(finished)} (seed {seed}): {source / 'best.pt'}")
+        trial = trials.build(seed, trial_dir, split=load_split_file(str(source / "split.json")), testing_only=True)
+        test = evaluate_checkpoint(trial, source / "best.pt", log, progress=not args.no_progress)
+        results["trials"].append({"trial": k, "seed": seed, "test": test, "checkpoint": str(source / "best.pt")})
+    results["summary"] = summarise(results["trials"])
+    write_json_atomically(results, out_dir / "eval.json")
+    _log_summary(log, results["summary"], experiment.tag)
     return results
 
 
@@ -82,6 +150,10 @@ def summarise(trials: list[dict]) -> dict:
     """Mean and population standard deviation (ddof 0) of the trials' test accuracies."""
     accs = np.array([trial["test"]["acc"] for trial in trials])
     return {"test_acc_mean": float(accs.mean()), "test_acc_std": float(accs.std()), "n": len(accs)}
+
+
+def _log_summary(log: RunLog, summary: dict, tag: str) -> None:
+    log(f"Overall test acc: {100 * summary['test_acc_mean']:.2f} ± {100 * summary['test_acc_std']:.2f} {tag}")
 
 
 def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path) -> None:
@@ -114,3 +186,15 @@ def _resumed_results(run_dir: Path) -> dict | None:
         raise InputError(f"--resume {run_dir}: {path} holds no list of trials; expected the results.json "
                          "this run wrote")
     return results
+
+
+def _finished_trials(run_dir: Path) -> list[dict]:
+    path = run_dir / "results.json"
+    try:
+        trials = json.loads(path.read_text())["trials"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"--eval_only {run_dir}: cannot read the trials of {path} ({type(error).__name__}); "
+                         "expected the results.json of a run with finished trials") from None
+    if not trials:
+        raise InputError(f"--eval_only {run_dir}: no trial of the run has finished; expected at least one best.pt")
+    return trials

@@ -1,11 +1,11 @@
-"""Where the training loop gets teacher features: a cache computed once, or the teacher run in the loop.
+"""Where the training loop gets teacher features: a cache computed once, or the teacher run in the loop;
+and the fingerprints (content hashes of data and weights) that key the cache on disk.
 
 The teacher is frozen, so its output for a given input never changes: computing it again at every
 step (as the original did, with autograd on) is pure waste. Both sources answer the same question,
 "the teacher features of these teacher-input keys", so the loop cannot tell them apart.
 
-A *key* is an integer naming one teacher input of the run (an AVMNIST item, an IEMOCAP utterance,
-or a template sentence); `TeacherInputs[key]` returns the input itself.
+A *key* is an integer naming one teacher input of the run (`utils.experiment.TeacherInputs`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import hashlib
 import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,37 +23,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from utils.atomic import remove_stale_temporaries, temporary_path
-from utils.distributed import gather_objects, gather_rows, is_main, share
-
-
-class Teacher(Protocol):
-    """A frozen model that maps a list of raw inputs to a B x dim float32 tensor on its device."""
-
-    dim: int
-    identity: str  # changes whenever the weights change: part of the disk-cache key
-
-    def encode(self, inputs: list[Any]) -> torch.Tensor: ...
-
-
-class TeacherInputs(Protocol):
-    """The teacher's inputs by key, and a fingerprint that changes whenever the data does."""
-
-    fingerprint: str
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, key: int) -> Any: ...
-
+from utils.experiment import Teacher, TeacherInputs
+from utils.processes import autocast, gather_objects, gather_rows, is_main, share
+from utils.run_folder import remove_stale_temporaries, temporary_path
 
 TeacherSource = Callable[[torch.Tensor], torch.Tensor]  # features (B x D) of teacher-input keys (B)
-
-
-def autocast(device: torch.device, amp_dtype: torch.dtype | None):
-    """Autocast for `--amp`, a no-op context without it."""
-    if amp_dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
 class InLoopTeacher:
@@ -195,3 +168,35 @@ class TeacherFeatureCache:
         save_file({"keys": keys.cpu().contiguous(), "features": self.features[rows].cpu().contiguous()}, str(tmp),
                   metadata={"teacher": self.teacher.identity, "data": self.inputs.fingerprint})
         os.replace(tmp, self.path)
+
+
+def fingerprint_of(parts: Sequence[Any]) -> str:
+    """A short hash of whatever identifies a data set (array bytes, strings, numbers)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:24]
+
+
+def hash_path(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (each relative name and its bytes, in sorted order):
+    the content, not names, sizes or dates, which a copy such as `cp -p` or `rsync -a` keeps."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:24]
+
+
+def hash_files(paths: Sequence[Path]) -> str:
+    """A short hash of the bytes of `paths`, in order."""
+    return fingerprint_of([hash_path(path) for path in paths])

@@ -1,40 +1,60 @@
-"""Assembling a trial: its split, student, partners, loaders, optimizer and schedule, each from its own seeded stream.
+"""Assembling a trial: its split, student, partners, objective, loaders, optimizer and schedule, each random part
+from its own seeded stream.
 
-`Trials` is the one way to build a trial: `run_experiment` uses it, and so do the tests and the benchmark.
+`Trials` is the one way to build a trial: the run uses it, and so do the tests and the benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler, Subset
 
-from utils.atomic import write_json_atomically
-from utils.batch_order import ShareOfEachBatch, ShuffledEpochs
-from utils.config import resolve_device
-from utils.distributed import synchronise_batchnorm, world_size
-from utils.errors import InputError
-from utils.experiment import Experiment
-from utils.optim import build_optimizer, step_schedule, warmup_cosine_schedule
-from utils.pairing import training_partners
+from utils.config import load_split_file
+from utils.experiment import Experiment, InputError, Split
+from utils.loss import SynergyObjective
+from utils.optim import build_optimizer
+from utils.pairing import Partners, training_partners
 from utils.precise_bn import has_batchnorm
-from utils.preflight import load_split_file
+from utils.processes import AMP_DTYPES, resolve_device, synchronise_batchnorm, world_size
+from utils.run_folder import write_json_atomically
 from utils.seed import (
+    ShuffledEpochs,
     batch_order_generator,
+    loader_generator,
     partner_rng,
     precise_bn_rng,
     set_seed,
     split_rng,
 )
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache, TeacherSource
-from utils.train import TrialSetup
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+@dataclass
+class Trial:
+    """Everything one trial trains and evaluates with; built by `Trials.build`, run by `utils.loop`."""
+
+    student: nn.Module
+    trained: nn.Module  # what the training steps call: the student, wrapped in DDP with several processes
+    splits: dict[str, Split]
+    loaders: dict[str, DataLoader]  # train, val, test, and precise_bn for a student with BatchNorm
+    partners: Partners  # each training sample's teacher-input key: `.draw(positions)`
+    teacher_features: TeacherSource | None  # None without a teacher (lam = 0)
+    objective: SynergyObjective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None  # --amp fp16
+    batch_order: torch.Generator  # shuffles the training split each epoch
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    experiment: Experiment  # its classes and which metrics it reports
 
 
 class Trials:
@@ -42,12 +62,12 @@ class Trials:
 
     def __init__(self, experiment: Experiment, args: argparse.Namespace) -> None:
         self.experiment, self.args = experiment, args
-        self.device = resolve_device(args)
+        self.device = resolve_device(args.device, args.gpu_ids)
         self.amp_dtype = AMP_DTYPES[args.amp]
         self.features = teacher_features(experiment, args, self.device)
 
     def build(self, seed: int, trial_dir: Path, split: dict[str, list] | None = None,
-              testing_only: bool = False) -> TrialSetup:
+              testing_only: bool = False) -> Trial:
         """Trial `seed`: the split (`split`, else --split_file, else drawn) recorded in `trial_dir/split.json`,
         the student, the training partners, the teacher features they need (the test's alone when
         `testing_only`), the loaders, the optimizer and the schedule."""
@@ -86,44 +106,43 @@ class Trials:
         train = splits["train"].dataset
         # The last incomplete training batch is dropped unless it is the only one.
         loaders = {"train": self._loader(train, collate, ShuffledEpochs(len(train), batch_order),
-                                         drop_last=len(train) > args.batch_size, persistent=True),
+                                         drop_last=len(train) > args.batch_size, generator=loader_generator(seed)),
                    "val": self._loader(splits["val"].dataset, collate),
                    "test": self._loader(splits["test"].dataset, collate)}
         if experiment.precise_bn and has_batchnorm(student):
             # A fixed, seeded sample of the training split, drawn from its own stream: the same for every lam.
-            order = precise_bn_rng(seed).permutation(len(splits["train"].dataset))[:experiment.precise_bn]
-            sample = Subset(splits["train"].dataset, order.tolist())
+            order = precise_bn_rng(seed).permutation(len(train))[:experiment.precise_bn]
+            sample = Subset(train, order.tolist())
             if len(sample) < min_batch:
                 raise InputError(f"--precise_bn {experiment.precise_bn} gives a batch of {len(sample)} sample(s); "
                                  f"the student needs at least {min_batch} for BatchNorm statistics (or 0: none)")
             # Batches as in training: the last incomplete one is dropped.
             loaders["precise_bn"] = self._loader(sample, collate, drop_last=len(sample) > args.batch_size)
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
-        if experiment.schedule == "step":
-            scheduler = step_schedule(optimizer, args.lr_decay_step, args.lr_decay_ratio)
-        else:
-            scheduler = warmup_cosine_schedule(optimizer, args.warmup_epochs)
         trained = student
         if world_size() > 1:  # averages the gradients of the processes' shares
             trained = DistributedDataParallel(student, device_ids=[self.device] if self.device.type == "cuda" else None,
                                               broadcast_buffers=False)
-        return TrialSetup(student=student, trained=trained, loaders=loaders, splits=splits, partners=partners,
-                          optimizer=optimizer, scheduler=scheduler, batch_order=batch_order,
-                          teacher_features=self.features, lam=args.lam, device=self.device, amp_dtype=self.amp_dtype,
-                          num_classes=experiment.num_classes, detailed_metrics=experiment.detailed_metrics)
+        scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        return Trial(student=student, trained=trained, splits=splits, loaders=loaders, partners=partners,
+                     teacher_features=self.features, objective=SynergyObjective(args.lam), optimizer=optimizer,
+                     scheduler=experiment.schedule.build(optimizer), scaler=scaler, batch_order=batch_order,
+                     device=self.device, amp_dtype=self.amp_dtype, experiment=experiment)
 
     def _loader(self, dataset: Dataset, collate: Callable, order: Sampler[int] | None = None,
-                drop_last: bool = False, persistent: bool = False) -> DataLoader:
-        """Global batches of --batch_size samples in `order` (default: in turn), of which this process takes
-        its share. Only the training loader keeps its workers across epochs (they take their seeds from a
-        generator of their own): a loader draws one number from the global generator each pass without
+                drop_last: bool = False, generator: torch.Generator | None = None) -> DataLoader:
+        """Global batches of --batch_size samples in `order` (default: in turn); every process reads each batch
+        whole and the loop takes its share, so that a share is padded as the whole batch is.
+
+        Only the training loader keeps its workers across epochs, and it takes their seeds from a generator
+        of its own (`generator`): a loader draws one number from the global generator each pass without
         workers, or once with persistent ones, and the global generator also drives the student's dropout
         and masking, so persistent evaluation workers would tie the results to --num_workers."""
         workers = self.args.num_workers
-        batches = ShareOfEachBatch(order or SequentialSampler(dataset), self.args.batch_size, drop_last)
+        batches = BatchSampler(order or SequentialSampler(dataset), self.args.batch_size, drop_last)
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=workers,
-                          persistent_workers=persistent and workers > 0,
-                          generator=torch.Generator() if persistent else None, pin_memory=self.device.type == "cuda")
+                          persistent_workers=generator is not None and workers > 0, generator=generator,
+                          pin_memory=self.device.type == "cuda")
 
 
 def teacher_features(experiment: Experiment, args: argparse.Namespace, device: torch.device) -> TeacherSource | None:
@@ -135,4 +154,3 @@ def teacher_features(experiment: Experiment, args: argparse.Namespace, device: t
         return InLoopTeacher(experiment.teacher, experiment.teacher_inputs, device, AMP_DTYPES[args.amp])
     return TeacherFeatureCache(experiment.teacher, experiment.teacher_inputs, device, AMP_DTYPES[args.amp],
                                cache_dir=args.cache_dir, progress=not args.no_progress)
-

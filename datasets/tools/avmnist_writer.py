@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits  # installed with scikit-learn
 from tqdm import tqdm
 
 from datasets.tools.spectrogram import log_power_spectrogram
-from utils.atomic import process_alive
+from utils.run_folder import process_alive
 
 AUDIO_RATE = 8000
 MARKER = "BUILD_COMPLETE"

@@ -32,7 +32,7 @@ from datasets.tools.avmnist_writer import (
     pca_reconstruct,
     write_avmnist,
 )
-from utils.errors import InputError
+from utils.experiment import InputError
 
 PCA_COMPONENTS = 196
 TEST_RECORDINGS = range(40, 50)

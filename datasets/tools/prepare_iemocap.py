@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from datasets.iemocap import index_iemocap, load_transcripts
-from utils.errors import InputError
+from utils.experiment import InputError
 
 PROG = "prepare_iemocap"
 

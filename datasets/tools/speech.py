@@ -14,7 +14,7 @@ import espeakng_loader
 import numpy as np
 from scipy.signal import resample_poly
 
-from utils.errors import InputError
+from utils.experiment import InputError
 
 # English accents of espeak-ng 1.52 that initialise and sound different (`en-gb` does not initialise;
 # `en-shaw` only changes spelling; `en-us-nyc` says 7 of the 10 digits exactly as `en-us`).

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from datasets.iemocap import LABELS_6, SESSIONS
-from utils.errors import InputError
+from utils.experiment import InputError
 
 _PITCH_HZ = (220.0, 330.0, 440.0, 587.0, 740.0, 880.0)
 _RHYTHM_HZ = (2.0, 7.0, 11.0, 1.0, 9.0, 4.0)

@@ -1,10 +1,11 @@
-"""Several processes as one run (`torchrun --nproc_per_node N SCRIPT.py ...`): who does what, and how they agree.
+"""Where a run computes: the device and precision of each process, and several processes as one run
+(`torchrun --nproc_per_node N SCRIPT.py ...`): who does what, and how they agree.
 
-Without torchrun every function here describes a single process and does nothing, so `python SCRIPT.py`
-runs exactly as before. Under torchrun (NCCL on CUDA, one GPU per local rank; gloo on the CPU):
-- every process builds the same split, student and batch order from the same seeds and takes a
-  contiguous share of every global batch (`--batch_size` stays the global batch) and of every
-  evaluation split, so that each sample counts exactly once;
+Without torchrun every process function here describes a single process and does nothing, so
+`python SCRIPT.py` runs as one process. Under torchrun (NCCL on CUDA, one GPU per local rank; gloo on the CPU):
+- every process builds the same split, student and batch order from the same seeds, reads every global
+  batch whole (so that padding is that of one process) and takes a contiguous share of it (`--batch_size`
+  stays the global batch), so that each sample counts exactly once;
 - metrics are sums over samples, added up across the processes;
 - the first process alone prints and writes files;
 - a process that fails says so in the rendezvous store; the others stop as soon as they see it, with
@@ -18,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as distributed_autograd
 from torch import nn
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # --amp
 _FAILURE = "one-modality/failure"  # set by a failing process: "<exit code>|<rank>|<message>"
 _POLL_SECONDS = 0.2
 
@@ -42,6 +45,25 @@ def launched_world_size() -> int:
 
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def resolve_device(device: str, gpu_ids: str) -> torch.device:
+    """`--device cuda:N` wins over --gpu_ids; otherwise CUDA means cuda:<first of --gpu_ids>. Under torchrun
+    each process takes the GPU of its local rank."""
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if launched():
+        return torch.device("cuda", local_rank())
+    if device.startswith("cuda:"):
+        return torch.device(device)
+    return torch.device(f"cuda:{int(gpu_ids.split(',')[0])}")
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    """Autocast for `--amp`, a no-op context without it."""
+    if amp_dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
 def rank() -> int:

@@ -1,0 +1,211 @@
+"""The one training loop: epochs of train and validate, the best checkpoint, then the test; and the training
+state saved after every epoch, from which an interrupted trial continues exactly (`--resume`).
+
+It knows nothing about images, audio or text: a batch is student inputs, labels and the samples'
+positions in their split; teacher features come from a source that maps teacher-input keys to
+features (a `TeacherFeatureCache` or an `InLoopTeacher`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.experiment import InputError, NonFiniteLossError
+from utils.metrics import MetricAccumulator
+from utils.precise_bn import recompute_batchnorm_statistics
+from utils.processes import autocast, barrier, gather_objects, is_main, rank, share, world_size
+from utils.run_folder import save_torch_atomically, write_csv_atomically
+from utils.trial import Trial
+
+METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
+                   "train_seconds", "epoch_seconds")
+STATE_FILE = "train_state.pt"
+_STAGES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> dict:
+    """One pass over a split of the trial: a training epoch ("train") or an evaluation ("val", "test"), `when`
+    naming it in messages. Returns the split's metrics; a non-finite loss or prediction ends the run
+    (NonFiniteLossError, exit 1).
+
+    With several processes each reads the whole global batch and computes its share: the partners are drawn
+    for the whole global batch, as a single process draws them, and the loss is weighted by the share's
+    size, so that the gradients the processes average are those of the global batch."""
+    training = split == "train"
+    model = trial.trained if training else trial.student
+    model.train(training)
+    metrics = MetricAccumulator()
+    bar = f"{_STAGES[split]} ({when})" if progress else None
+    with torch.enable_grad() if training else torch.inference_mode():
+        for batch in tqdm(trial.loaders[split], desc=bar, disable=bar is None, leave=False, file=sys.stderr):
+            own = share(len(batch.labels))  # this process's part of the global batch: all of it in one process
+            if own.start == own.stop:
+                continue
+            inputs = {name: value[own].to(trial.device, non_blocking=True) for name, value in batch.inputs.items()}
+            labels = batch.labels[own].to(trial.device, non_blocking=True)
+            with autocast(trial.device, trial.amp_dtype):
+                logits, feature = model(**inputs)
+            target = None
+            if trial.teacher_features is not None:
+                positions = batch.positions.numpy()
+                # Training: the drawn partners' inputs; evaluation: the sample's own (a diagnostic).
+                keys = trial.partners.draw(positions) if training else trial.splits[split].teacher_keys[positions]
+                target = trial.teacher_features(torch.as_tensor(keys[own], dtype=torch.long))
+            terms = trial.objective(logits, labels, feature, target)
+            if training:
+                loss = terms.loss
+                if world_size() > 1:
+                    loss = loss * (len(labels) * world_size() / len(batch.labels))
+                trial.optimizer.zero_grad(set_to_none=True)
+                if trial.scaler is not None:
+                    trial.scaler.scale(loss).backward()
+                    trial.scaler.step(trial.optimizer)
+                    trial.scaler.update()
+                else:
+                    loss.backward()
+                    trial.optimizer.step()
+            metrics.add(terms.cls, terms.latent, logits, labels)
+    metrics = metrics.across_processes()
+    if not metrics.finite():
+        raise NonFiniteLossError(f"the {_STAGES[split]} loss or predictions became non-finite in {when} "
+                                 f"(cls {float(metrics.cls_sum) / metrics.count:.4g}); expected finite values: "
+                                 "try a lower --learning_rate or --amp none")
+    return metrics.summary(trial.experiment.num_classes, trial.experiment.detailed_metrics)
+
+
+@dataclass
+class Progress:
+    """A trial's progress after its last completed epoch."""
+
+    epoch: int = 0
+    best_acc: float = -math.inf  # epoch 1 is always better
+    best_epoch: int = 0
+    best_val: dict | None = None
+    rows: list[list] = field(default_factory=list)  # metrics.csv rows so far
+
+
+def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str], None],
+                progress: bool, resume: dict | None = None) -> dict:
+    """Train for `epochs` (or, with a saved training state `resume`, the epochs after its last one), keep the
+    best validation epoch's weights, test them; return the trial's record. After each epoch the training
+    state is saved in `trial_dir`, so an interrupted trial can continue exactly (`--resume`)."""
+    done = restore_training_state(resume, trial) if resume else Progress()
+    checkpoint = trial_dir / "best.pt"
+    progress = progress and is_main()
+    write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
+    for epoch in range(done.epoch + 1, epochs + 1):
+        lr = trial.optimizer.param_groups[0]["lr"]
+        start = time.perf_counter()
+        train = run_epoch(trial, "train", f"epoch {epoch}", progress)
+        train_seconds = time.perf_counter() - start
+        if "precise_bn" in trial.loaders:  # saved with the weights in best.pt: the test uses them as they are
+            recompute_batchnorm_statistics(trial.student, trial.loaders["precise_bn"], trial.device, trial.amp_dtype)
+        val = run_epoch(trial, "val", f"epoch {epoch}", progress)
+        epoch_seconds = time.perf_counter() - start
+        log(f"{epoch}/{epochs} " + _format("Train", train))
+        log(f"{epoch}/{epochs} " + _format("Val", val))
+        done.rows.append([epoch, f"{lr:.6g}", train["cls_loss"], _blank(train["latent_loss"]), train["acc"],
+                          val["cls_loss"], _blank(val["latent_loss"]), val["acc"], f"{train_seconds:.3f}",
+                          f"{epoch_seconds:.3f}"])
+        write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
+        if val["acc"] > done.best_acc:
+            done.best_acc, done.best_epoch, done.best_val = val["acc"], epoch, val
+            save_torch_atomically(trial.student.state_dict(), checkpoint)
+        trial.scheduler.step()
+        done.epoch = epoch
+        save_training_state(trial_dir / STATE_FILE, trial, done)
+    barrier()  # the first process wrote best.pt
+    test = evaluate_checkpoint(trial, checkpoint, log, progress)
+    return {"best_epoch": done.best_epoch, "val": done.best_val, "test": test, "checkpoint": str(checkpoint)}
+
+
+def evaluate_checkpoint(trial: Trial, checkpoint: Path, log: Callable[[str], None], progress: bool) -> dict:
+    """Load the student's weights (and BatchNorm statistics) from `checkpoint`, test them, log the Test line."""
+    trial.student.load_state_dict(torch.load(checkpoint, map_location=trial.device, weights_only=True))
+    test = run_epoch(trial, "test", "the test", progress and is_main())
+    log(_format("Test", test))
+    return test
+
+
+def _format(stage: str, result: dict) -> str:
+    latent = "-" if result["latent_loss"] is None else f"{result['latent_loss']:.4f}"
+    line = f"{stage} - cls: {result['cls_loss']:.4f}, latent: {latent}, acc: {100 * result['acc']:.2f}"
+    if "uar" in result:
+        line += f", uar: {100 * result['uar']:.2f}, macro_f1: {100 * result['macro_f1']:.2f}"
+    return line
+
+
+def _blank(value: float | None) -> Any:
+    return "" if value is None else value
+
+
+def save_training_state(path: Path, trial: Trial, progress: Progress) -> None:
+    """The student, optimizer, schedule, gradient scaler, every random generator a trial draws from (torch on
+    every device, NumPy's and Python's global ones, the batch order, the partner draws) and the progress."""
+    state = {
+        "progress": vars(progress),
+        "student": trial.student.state_dict(),
+        "optimizer": trial.optimizer.state_dict(),
+        "scheduler": trial.scheduler.state_dict(),
+        "scaler": trial.scaler.state_dict() if trial.scaler is not None else None,
+        "random": gather_objects(_random_states(trial)),  # each process's, in process order
+    }
+    save_torch_atomically(state, path)
+
+
+def load_training_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for a damaged file
+        raise InputError(f"cannot read the training state {path} ({type(error).__name__}); expected the "
+                         f"{STATE_FILE} that an interrupted run wrote") from None
+
+
+def restore_training_state(state: dict, trial: Trial) -> Progress:
+    """Put a freshly built trial back where `state` was saved; return its progress."""
+    trial.student.load_state_dict(state["student"])
+    trial.optimizer.load_state_dict(state["optimizer"])
+    trial.scheduler.load_state_dict(state["scheduler"])
+    if trial.scaler is not None:
+        trial.scaler.load_state_dict(state["scaler"])
+    if len(state["random"]) != world_size():
+        raise InputError(f"the run was interrupted with {len(state['random'])} process(es) and is resumed with "
+                         f"{world_size()}; expected as many (torchrun --nproc_per_node)")
+    _restore_random_states(state["random"][rank()], trial)
+    return Progress(**state["progress"])
+
+
+def _random_states(trial: Trial) -> dict:
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {**numpy_state, "state": {"key": numpy_state["state"]["key"].tolist(),
+                                           "pos": numpy_state["state"]["pos"]}},
+        "python": random.getstate(),
+        "batch_order": trial.batch_order.get_state(),
+        "partners": trial.partners.rng.bit_generator.state if trial.partners.rng is not None else None,
+    }
+
+
+def _restore_random_states(states: dict, trial: Trial) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy_state = states["numpy"]
+    np.random.set_state({**numpy_state, "state": {"key": np.array(numpy_state["state"]["key"], dtype=np.uint32),
+                                                  "pos": numpy_state["state"]["pos"]}})
+    random.setstate(states["python"])
+    trial.batch_order.set_state(states["batch_order"])
+    if trial.partners.rng is not None:
+        trial.partners.rng.bit_generator.state = states["partners"]
