@@ -44,6 +44,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,6 +61,7 @@ IGNORED_OPTIONS = frozenset({
     "processes", "resumed",
 })
 METRICS = ("acc", "uar", "macro_f1")  # test metrics summarised per group; uar and macro_f1 are IEMOCAP's
+METRIC_HEADERS = {"acc": "test acc %", "uar": "UAR %", "macro_f1": "macro-F1 %"}
 EQUAL = 1e-12  # accuracies equal up to float rounding count as a tie / as no variation
 
 
@@ -76,12 +78,6 @@ class Run:
 
 
 @dataclass
-class Skipped:
-    folder: Path
-    reason: str
-
-
-@dataclass
 class Group:
     experiment: str
     settings: dict[str, Any]
@@ -91,17 +87,6 @@ class Group:
     @property
     def lam(self) -> float:
         return float(self.settings.get("lam") or 0.0)
-
-
-@dataclass
-class Comparison:
-    group: Group
-    seeds: list[int]
-    differences: list[float]
-    mean: float
-    ci95: tuple[float, float] | None
-    t: float | None
-    p: float | None
 
 
 def find_run_folders(paths: Sequence[str]) -> list[Path]:
@@ -127,59 +112,50 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"unreadable {path.name}: {error}") from None
 
 
-def trials_problem(results: Any) -> str | None:
-    """Why a results.json cannot be used as it is, or None."""
+def load_run(folder: Path) -> Run:
+    """A finished run; ValueError with the reason when it is unfinished or broken."""
+    args, results = read_json(folder / "args.json"), read_json(folder / "results.json")
+    if not isinstance(args, dict):
+        raise ValueError("args.json is not an object")
     if not isinstance(results, dict) or not isinstance(results.get("experiment"), str):
-        return "results.json has no experiment"
+        raise ValueError("results.json has no experiment")
     trials = results.get("trials")
     if not isinstance(trials, list):
-        return "results.json has no list of trials"
+        raise ValueError("results.json has no list of trials")
     for trial in trials:
         test = trial.get("test") if isinstance(trial, dict) else None
         if not isinstance(test, dict) or not isinstance(trial.get("seed"), int) or \
                 not isinstance(test.get("acc"), (int, float)):
-            return "results.json has a trial without seed or test acc"
-    return None
-
-
-def load_run(folder: Path) -> Run | Skipped:
-    """A finished run, or the reason it is unfinished or broken."""
-    try:
-        args = read_json(folder / "args.json")
-        results = read_json(folder / "results.json")
-    except ValueError as error:
-        return Skipped(folder, str(error))
-    problem = "args.json is not an object" if not isinstance(args, dict) else trials_problem(results)
-    if problem:
-        return Skipped(folder, problem)
-    finished, wanted = len(results["trials"]), args.get("n_times", 1)
+            raise ValueError("results.json has a trial without seed or test acc")
+    finished, wanted = len(trials), args.get("n_times", 1)
     if results.get("complete") is False:
-        return Skipped(folder, f'results.json says "complete": false ({finished} of {wanted} trials finished)')
+        raise ValueError(f'results.json says "complete": false ({finished} of {wanted} trials finished)')
     if finished < wanted:
-        return Skipped(folder, f"{finished} of {wanted} trials finished")
-    return Run(folder, args, results["experiment"], results["trials"])
-
-
-def settings_of(args: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in sorted(args.items()) if name not in IGNORED_OPTIONS}
+        raise ValueError(f"{finished} of {wanted} trials finished")
+    return Run(folder, args, results["experiment"], trials)
 
 
 def group_key(experiment: str, settings: dict[str, Any]) -> str:
     return json.dumps([experiment, settings], sort_keys=True)
 
 
+def sweep_order(group: Group) -> tuple[str, str, float]:
+    """Experiment, the options but lam, lam: the groups of a lam sweep stand together, by lam."""
+    return group.experiment, json.dumps({**group.settings, "lam": None}), group.lam
+
+
 def group_runs(runs: list[Run], notes: list[str]) -> list[Group]:
     """Runs with equal experiment and settings pooled by seed; a repeated seed is kept once, with a note."""
     groups: dict[str, Group] = {}
     for run in runs:
-        settings = settings_of(run.args)
+        settings = {name: value for name, value in sorted(run.args.items()) if name not in IGNORED_OPTIONS}
         group = groups.setdefault(group_key(run.experiment, settings), Group(run.experiment, settings))
         group.runs.append(run)
         for trial in run.trials:
             kept = group.trials.setdefault(trial["seed"], {**trial, "run": run.folder})
             if kept["run"] != run.folder:
                 notes.append(f"seed {trial['seed']} is in both {kept['run']} and {run.folder}; kept the first")
-    return sorted(groups.values(), key=lambda g: (g.experiment, json.dumps({**g.settings, "lam": None}), g.lam))
+    return sorted(groups.values(), key=sweep_order)
 
 
 def distinguishing_options(groups: list[Group]) -> list[str]:
@@ -192,17 +168,22 @@ def distinguishing_options(groups: list[Group]) -> list[str]:
     return ["lam", *sorted(differing - {"lam"})]
 
 
-def metric_values(group: Group, metric: str) -> list[float] | None:
-    """The metric of each trial in seed order, or None when a trial lacks it (AVMNIST has no uar)."""
-    values = [trial["test"].get(metric) for _, trial in sorted(group.trials.items())]
-    return None if any(value is None for value in values) else [float(value) for value in values]
+def group_record(group: Group) -> dict[str, Any]:
+    """The group in seed order; a metric is null when a trial lacks it (AVMNIST has no uar)."""
+    seeds = sorted(group.trials)
+    trials = [group.trials[seed] for seed in seeds]
+    test = {}
+    for metric in METRICS:
+        values = [trial["test"].get(metric) for trial in trials]
+        test[metric] = None if None in values else {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                                                    "values": [float(value) for value in values]}
+    return {"experiment": group.experiment, "settings": group.settings,
+            "runs": [str(run.folder) for run in group.runs], "seeds": seeds, "n": len(seeds),
+            "best_epochs": [trial.get("best_epoch") for trial in trials], "test": test}
 
 
-def paired_difference(group: Group, baseline: Group) -> Comparison | None:
-    """group minus baseline on their shared seeds, with a 95 % t interval and a paired t-test."""
-    seeds = sorted(set(group.trials) & set(baseline.trials))
-    if not seeds:
-        return None
+def paired_difference(group: Group, baseline: Group, seeds: list[int]) -> dict[str, Any]:
+    """group minus baseline on the shared seeds, with a 95 % t interval and a paired t-test."""
     ours = np.array([group.trials[seed]["test"]["acc"] for seed in seeds], dtype=float)
     theirs = np.array([baseline.trials[seed]["test"]["acc"] for seed in seeds], dtype=float)
     differences = ours - theirs
@@ -211,14 +192,17 @@ def paired_difference(group: Group, baseline: Group) -> Comparison | None:
     if n >= 2:
         sd = float(differences.std(ddof=1))
         half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-        ci95 = (mean - half, mean + half)
+        ci95 = [mean - half, mean + half]
         if sd > EQUAL:  # constant differences make t infinite and p meaningless
             test = stats.ttest_rel(ours, theirs)
             t, p = float(test.statistic), float(test.pvalue)
-    return Comparison(group, seeds, differences.tolist(), mean, ci95, t, p)
+    wins, losses = int(np.sum(differences > EQUAL)), int(np.sum(differences < -EQUAL))
+    return {"experiment": group.experiment, "settings": group.settings, "lam": group.lam, "baseline_lam": 0.0,
+            "seeds": seeds, "differences": differences.tolist(), "mean": mean, "ci95": ci95, "t": t, "p": p,
+            "wins": wins, "ties": n - wins - losses, "losses": losses}
 
 
-def compare_to_baselines(groups: list[Group], notes: list[str]) -> list[Comparison]:
+def compare_to_baselines(groups: list[Group], notes: list[str]) -> list[dict[str, Any]]:
     """Each lam > 0 group against the lam-0 group of the same experiment and otherwise equal options."""
     by_key = {group_key(group.experiment, group.settings): group for group in groups}
     comparisons = []
@@ -226,45 +210,35 @@ def compare_to_baselines(groups: list[Group], notes: list[str]) -> list[Comparis
         baseline = by_key.get(group_key(group.experiment, {**group.settings, "lam": 0.0}))
         if group.lam == 0 or baseline is None:
             continue
-        comparison = paired_difference(group, baseline)
-        if comparison is None:
-            notes.append(f"{group.experiment} lam {group.lam}: its lam-0 group shares no seed with it")
+        seeds = sorted(set(group.trials) & set(baseline.trials))
+        if seeds:
+            comparisons.append(paired_difference(group, baseline, seeds))
         else:
-            comparisons.append(comparison)
+            notes.append(f"{group.experiment} lam {group.lam}: its lam-0 group shares no seed with it")
     return comparisons
 
 
-def wins_ties_losses(differences: list[float]) -> tuple[int, int, int]:
-    wins = sum(d > EQUAL for d in differences)
-    losses = sum(d < -EQUAL for d in differences)
-    return wins, len(differences) - wins - losses, losses
-
-
-def summary(values: list[float] | None) -> dict[str, Any] | None:
-    if values is None:
-        return None
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
-
-
-def group_record(group: Group) -> dict[str, Any]:
-    seeds = sorted(group.trials)
-    return {"experiment": group.experiment, "settings": group.settings,
-            "runs": [str(run.folder) for run in group.runs], "seeds": seeds, "n": len(seeds),
-            "best_epochs": [group.trials[seed].get("best_epoch") for seed in seeds],
-            "test": {metric: summary(metric_values(group, metric)) for metric in METRICS}}
-
-
-def comparison_record(comparison: Comparison) -> dict[str, Any]:
-    wins, ties, losses = wins_ties_losses(comparison.differences)
-    return {"experiment": comparison.group.experiment, "settings": comparison.group.settings,
-            "lam": comparison.group.lam, "baseline_lam": 0.0, "seeds": comparison.seeds,
-            "differences": comparison.differences, "mean": comparison.mean,
-            "ci95": list(comparison.ci95) if comparison.ci95 else None, "t": comparison.t, "p": comparison.p,
-            "wins": wins, "ties": ties, "losses": losses}
+def build_report(paths: Sequence[str]) -> tuple[dict[str, Any], list[Run], list[Group]]:
+    """The report as JSON-able data, with the runs and groups it came from (for the plots)."""
+    runs, skipped, notes = [], [], []
+    for folder in find_run_folders(paths):
+        try:
+            runs.append(load_run(folder))
+        except ValueError as error:
+            skipped.append({"run": str(folder), "reason": str(error)})
+    groups = group_runs(runs, notes)
+    comparisons = compare_to_baselines(groups, notes)
+    report = {"distinguishing": distinguishing_options(groups), "groups": [group_record(group) for group in groups],
+              "comparisons": comparisons, "skipped": skipped, "notes": notes}
+    return report, runs, groups
 
 
 def show(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def joined(values: list[Any]) -> str:
+    return " ".join(map(show, values))
 
 
 def percent(value: float | None, signed: bool = False) -> str:
@@ -281,12 +255,11 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def groups_markdown(records: list[dict[str, Any]], options: list[str]) -> str:
-    iemocap = any(record["test"]["uar"] for record in records)  # UAR and macro-F1 columns only when some group has them
-    header = ["experiment", *options, "trials", "seeds", "test acc %", *(["UAR %", "macro-F1 %"] if iemocap else []),
-              "best epochs"]
+    # UAR and macro-F1 columns only when some group has them
+    metrics = METRICS if any(record["test"]["uar"] for record in records) else ("acc",)
+    header = ["experiment", *options, "trials", "seeds", *(METRIC_HEADERS[metric] for metric in metrics), "best epochs"]
     rows = [[record["experiment"], *(show(record["settings"].get(name)) for name in options), str(record["n"]),
-             " ".join(map(str, record["seeds"])), mean_std(record["test"]["acc"]),
-             *([mean_std(record["test"]["uar"]), mean_std(record["test"]["macro_f1"])] if iemocap else []),
+             joined(record["seeds"]), *(mean_std(record["test"][metric]) for metric in metrics),
              ", ".join(map(show, record["best_epochs"]))] for record in records]
     return markdown_table(header, rows)
 
@@ -299,7 +272,7 @@ def comparisons_markdown(records: list[dict[str, Any]], options: list[str]) -> s
     for record in records:
         ci = record["ci95"]
         rows.append([record["experiment"], *(show(record["settings"].get(name)) for name in options),
-                     " ".join(map(str, record["seeds"])), percent(record["mean"], signed=True),
+                     joined(record["seeds"]), percent(record["mean"], signed=True),
                      "n/a" if ci is None else f"[{percent(ci[0], signed=True)}, {percent(ci[1], signed=True)}]",
                      "n/a" if record["t"] is None else f"{record['t']:.3f}",
                      "n/a" if record["p"] is None else f"{record['p']:.4g}",
@@ -319,58 +292,35 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n\n".join(sections)
 
 
-def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Groups and comparisons as flat rows; see the module docstring for the columns."""
-    def joined(values: list[Any]) -> str:
-        return " ".join(map(show, values))
-
-    rows = []
-    for record in report["groups"]:
-        cells = {f"{metric}_{k}": (record["test"][metric] or {}).get(k) for metric in METRICS for k in ("mean", "std")}
-        rows.append({"kind": "group", "experiment": record["experiment"], **record["settings"], "n": record["n"],
-                     "seeds": joined(record["seeds"]), **cells, "best_epochs": joined(record["best_epochs"])})
-    for record in report["comparisons"]:
-        low, high = record["ci95"] or (None, None)
-        rows.append({"kind": "comparison", "experiment": record["experiment"], **record["settings"],
-                     "n": len(record["seeds"]), "seeds": joined(record["seeds"]), "diff_mean": record["mean"],
-                     "ci_low": low, "ci_high": high, "t": record["t"], "p": record["p"], "wins": record["wins"],
-                     "ties": record["ties"], "losses": record["losses"]})
-    return rows
-
-
 def write_csv(report: dict[str, Any], path: Path) -> None:
+    """Groups and comparisons as flat rows; see the module docstring for the columns."""
     columns = ["kind", "experiment", *report["distinguishing"], "n", "seeds",
-               *(f"{m}_{k}" for m in METRICS for k in ("mean", "std")), "best_epochs",
+               *(f"{metric}_{stat}" for metric in METRICS for stat in ("mean", "std")), "best_epochs",
                "diff_mean", "ci_low", "ci_high", "t", "p", "wins", "ties", "losses"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(csv_rows(report))
+        for record in report["groups"]:
+            stat_cells = {f"{metric}_{stat}": (record["test"][metric] or {}).get(stat)
+                          for metric in METRICS for stat in ("mean", "std")}
+            writer.writerow({"kind": "group", "experiment": record["experiment"], **record["settings"],
+                             "n": record["n"], "seeds": joined(record["seeds"]), **stat_cells,
+                             "best_epochs": joined(record["best_epochs"])})
+        for record in report["comparisons"]:
+            low, high = record["ci95"] or (None, None)
+            writer.writerow({"kind": "comparison", "experiment": record["experiment"], **record["settings"],
+                             "n": len(record["seeds"]), "seeds": joined(record["seeds"]), "diff_mean": record["mean"],
+                             "ci_low": low, "ci_high": high, "t": record["t"], "p": record["p"],
+                             "wins": record["wins"], "ties": record["ties"], "losses": record["losses"]})
 
 
-def build_report(paths: Sequence[str]) -> tuple[dict[str, Any], list[Run], list[Group]]:
-    """The report as JSON-able data, with the runs and groups it came from (for the plots)."""
-    loaded = [load_run(folder) for folder in find_run_folders(paths)]
-    runs = [item for item in loaded if isinstance(item, Run)]
-    notes: list[str] = []
-    groups = group_runs(runs, notes)
-    comparisons = compare_to_baselines(groups, notes)
-    report = {"distinguishing": distinguishing_options(groups),
-              "groups": [group_record(group) for group in groups],
-              "comparisons": [comparison_record(comparison) for comparison in comparisons],
-              "skipped": [{"run": str(item.folder), "reason": item.reason} for item in loaded
-                          if isinstance(item, Skipped)],
-              "notes": notes}
-    return report, runs, groups
-
-
-def read_metrics(csv_path: Path) -> dict[str, list[float]]:
+def read_curves(csv_path: Path) -> dict[str, list[float]]:
     """The columns of a trialK/metrics.csv as float lists ({} when the file is missing or unreadable)."""
     try:
         with open(csv_path, newline="") as handle:
             rows = list(csv.DictReader(handle))
-        return {name: [float(row[name]) for row in rows] for name in ("epoch", "train_cls", "val_cls",
-                                                                       "train_acc", "val_acc")}
+        return {name: [float(row[name]) for row in rows]
+                for name in ("epoch", "train_cls", "val_cls", "train_acc", "val_acc")}
     except (OSError, KeyError, TypeError, ValueError):
         return {}
 
@@ -384,9 +334,15 @@ def unique_path(directory: Path, stem: str, taken: set[Path]) -> Path:
     return path
 
 
+def save_figure(plt: Any, figure: Any, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def plot_curves(plt: Any, run: Run, path: Path) -> bool:
     """Loss and accuracy per epoch of every trial of a run; False when no trial has metrics."""
-    curves = [(k, trial["seed"], read_metrics(run.folder / f"trial{trial.get('trial', k)}" / "metrics.csv"))
+    curves = [(k, trial["seed"], read_curves(run.folder / f"trial{trial.get('trial', k)}" / "metrics.csv"))
               for k, trial in enumerate(run.trials)]
     curves = [curve for curve in curves if curve[2]]
     if not curves:
@@ -403,18 +359,8 @@ def plot_curves(plt: Any, run: Run, path: Path) -> bool:
     acc_axes.legend(fontsize="small")
     for axes in (loss_axes, acc_axes):
         axes.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(plt, figure, path)
     return True
-
-
-def lam_sweeps(groups: list[Group]) -> list[list[Group]]:
-    """Sets of ≥ 2 groups of one experiment whose options differ only in lam, sorted by lam."""
-    families: dict[str, list[Group]] = {}
-    for group in groups:
-        families.setdefault(group_key(group.experiment, {**group.settings, "lam": None}), []).append(group)
-    return [sorted(family, key=lambda g: g.lam) for family in families.values() if len(family) >= 2]
 
 
 def plot_sweep(plt: Any, sweep: list[Group], path: Path) -> None:
@@ -428,9 +374,7 @@ def plot_sweep(plt: Any, sweep: list[Group], path: Path) -> None:
         axes.axhline(np.mean(accs[0]), color="grey", linestyle=":", label="lam 0 baseline")
     axes.set(xlabel="lam", ylabel="test accuracy %", title=sweep[0].experiment)
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(plt, figure, path)
 
 
 def write_plots(runs: list[Run], groups: list[Group], directory: Path) -> list[Path]:
@@ -449,14 +393,19 @@ def write_plots(runs: list[Run], groups: list[Group], directory: Path) -> list[P
         path = unique_path(directory, f"curves_{run.script}_{run.folder.name}", taken)
         if plot_curves(plt, run, path):
             written.append(path)
-    for sweep in lam_sweeps(groups):
-        path = unique_path(directory, f"lam_sweep_{sweep[0].runs[0].script}", taken)
-        plot_sweep(plt, sweep, path)
-        written.append(path)
+    sweeps: dict[str, list[Group]] = {}  # groups of one experiment whose options differ only in lam
+    for group in groups:
+        sweeps.setdefault(group_key(group.experiment, {**group.settings, "lam": None}), []).append(group)
+    for sweep in sweeps.values():
+        if len(sweep) >= 2:
+            sweep.sort(key=attrgetter("lam"))
+            path = unique_path(directory, f"lam_sweep_{sweep[0].runs[0].script}", taken)
+            plot_sweep(plt, sweep, path)
+            written.append(path)
     return written
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="report", usage="python -m utils.report PATH... [options]",
                                      description="Group run folders by settings; mean ± std and paired "
                                                  "differences to lam 0 as Markdown on stdout.")
@@ -464,11 +413,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--csv", type=Path, metavar="FILE", help="also write groups and comparisons as CSV")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the whole report as JSON")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write learning curves and lam sweeps as PNGs")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         report, runs, groups = build_report(args.paths)
         print(report_markdown(report))
