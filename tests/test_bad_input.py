@@ -1,4 +1,4 @@
-"""Bad input, as a table (issue 10): each case damages a copy of the data or the weights, or gives a bad option
+"""Bad input, as a table: each case damages a copy of the data or the weights, or gives a bad option
 or path, runs a script's main() in this process and expects exit 2 with one last stderr line
 `<script>.py: error: ...` naming the problem, no traceback anywhere in stderr, and nothing half-written
 in the output folder. Last, one run as a user starts it, where the bad file is only read by a DataLoader worker."""
