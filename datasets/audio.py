@@ -13,7 +13,9 @@ import torchaudio.functional
 from utils.experiment import InputError
 
 TARGET_RATE = 16_000
-FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the WAV encodings that can hold NaN or inf
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the WAV encodings that can hold NaN, inf or huge values
+# Far beyond any recording (PCM reads within +-1), far below where a clip's variance overflows float32 (~1e19).
+MAX_SAMPLE = 1e6
 _announced_rates: set[int] = set()
 
 
@@ -31,6 +33,10 @@ def read_waveform(path: str | Path, sample_rate: int = TARGET_RATE, max_seconds:
         raise _empty(path)
     if not np.isfinite(samples).all():
         raise InputError(f"WAV {path} holds non-finite samples (NaN or inf); expected finite audio")
+    peak = float(np.abs(samples).max())
+    if peak > MAX_SAMPLE:  # float WAVs may hold any float32; squares of such samples overflow in normalisation
+        raise InputError(f"WAV {path} holds samples up to {peak:.3g}; expected audio within +-{MAX_SAMPLE:g} "
+                         "(float WAVs are nominally within +-1)")
     samples = samples.mean(axis=1)
     if rate != sample_rate:
         if rate not in _announced_rates:
@@ -46,7 +52,7 @@ def read_waveform(path: str | Path, sample_rate: int = TARGET_RATE, max_seconds:
 
 def check_wav(path: str | Path) -> None:
     """What can be known of a WAV before training without decoding it: a readable header and at least one
-    sample. Float WAVs are read in full: unlike PCM, they can hold NaN or inf."""
+    sample. Float WAVs are read in full: unlike PCM, they can hold NaN, inf or values that overflow."""
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:

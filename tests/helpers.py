@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 
+from utils.run_folder import write_json_atomically
 from utils.trial import Trial, Trials
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,11 @@ def last_line(text: str) -> str:
 
 
 def build_trial(script: ModuleType, argv: list[str], trial_dir: Path, seed: int | None = None) -> Trial:
-    """A script's trial as its run builds it, without training: the same `Trials` that `run_experiment` uses."""
+    """A script's trial as its run builds it, without training: the same `Trials` that `run_experiment` uses, and
+    the split.json it writes."""
     args = script.parse_args([*argv, "--no_progress"])
+    trials, seed = Trials(script.build_experiment(args), args), args.random_seed if seed is None else seed
+    record = trials.split_record(seed)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    return Trials(script.build_experiment(args), args).build(args.random_seed if seed is None else seed, trial_dir)
+    write_json_atomically(record, trial_dir / "split.json", indent=None)
+    return trials.build(seed, record)

@@ -203,6 +203,17 @@ CASES = [
     Case("batch of one image", A2V, options("--batch_size", "1", "--lam", "0"), "needs at least 2 per batch"),
     Case("max_audio_seconds keeps nothing", T2A, options("--max_audio_seconds", "0.00001", "--lam", "0"),
          "--max_audio_seconds 1e-05 keeps no sample of"),
+    Case("max_audio_seconds beyond any clip", A2T, options("--max_audio_seconds", "1e300"), "seconds in (0, 3600.0]"),
+    *[Case(f"{option} {value}", script, options(option, value), f"argument {option}: expected")
+      for option, script in (("--learning_rate", V2A), ("--lam", A2V), ("--lr_decay_ratio", A2V),
+                             ("--max_audio_seconds", T2A))
+      for value in ("inf", "-inf", "nan")],
+    # An empty path is an unset shell variable, never the current folder.
+    *[Case(f"{option} empty", script, options(option, ""), f"argument {option}: expected a path, got ''")
+      for option, script in (("--output_dir", V2A), ("--teacher_path", A2V), ("--cache_dir", A2V),
+                             ("--split_file", V2A), ("--demo_dir", V2A), ("--data_root", A2V), ("--audio_dir", T2A),
+                             ("--text_dir", A2T), ("--student_path", T2A), ("--resume", A2V), ("--eval_only", A2T))],
+    Case("--resume blank", A2V, options("--resume", "  "), "expected a path, got '  '"),
     # Paths, checked before any data is loaded.
     Case("output_dir is a file", V2A, path_option("--output_dir", lambda c: c.file("runs", "x")), "is a file"),
     Case("output_dir below a file", V2A, path_option("--output_dir", lambda c: Path(c.file("f", "x")) / "runs"),
@@ -293,6 +304,12 @@ CASES = [
          "audio_mnist_3.wav holds no samples"),
     Case("NaN in a teacher WAV", A2V, data(lambda root: write_wav(root / "audio/audio_mnist_4.wav", with_nan_sample())),
          "audio_mnist_4.wav holds non-finite samples"),
+    Case("float WAV near the float32 maximum", A2V,
+         data(lambda root: write_wav(root / "audio/audio_mnist_5.wav", np.full(4000, 3e38, np.float32))),
+         "audio_mnist_5.wav holds samples up to 3e+38"),
+    Case("float64 WAV beyond float32", T2A,
+         data(lambda tree: write_wav(first_wav(tree), np.full(4000, 1e300), "DOUBLE", rate=16000), "--lam", "0"),
+         "F000.wav holds"),
     Case("inf in a student WAV", T2A, data(lambda tree: write_wav(first_wav(tree), with_nan_sample(np.inf), rate=16000),
                                            "--lam", "0"), "F000.wav holds non-finite samples"),
     Case("corrupt WAV", A2V, data(lambda root: (root / "audio/audio_mnist_3.wav").write_bytes(b"RIFF nonsense")),

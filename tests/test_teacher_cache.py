@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 import AVMNIST_A2V
@@ -51,7 +52,7 @@ def test_text_teacher_cache_equals_in_loop_teacher(iemocap, tiny_models):
     cache.prepare(keys)
     assert len(cache) == len(keys) and cache.nbytes == len(keys) * 32 * 4  # each distinct input once
     # Batches as training draws them: repeated templates, and transcripts of different lengths together.
-    for batch in (torch.tensor([3, 3, 0, 5]), torch.tensor([6, 0, len(keys) - 1, 7]), torch.as_tensor(keys)):
+    for batch in (np.array([3, 3, 0, 5]), np.array([6, 0, len(keys) - 1, 7]), keys):
         assert torch.allclose(cache(batch), in_loop(batch), atol=1e-5)
 
 
@@ -64,7 +65,7 @@ def test_disk_cache_is_reused_without_any_teacher_forward(tmp_path, fresh_avmnis
     second = TeacherFeatureCache(wav2vec2_teacher, waveforms(fresh_avmnist), CPU, cache_dir=tmp_path, progress=False)
     second.prepare(keys)
     assert (second.computed, second.loaded) == (0, len(keys))
-    assert torch.equal(second(torch.as_tensor(keys)), first(torch.as_tensor(keys)))
+    assert torch.equal(second(keys), first(keys))
 
 
 def test_cache_is_rebuilt_when_a_wav_changes(tmp_path, wav2vec2_teacher):
@@ -127,7 +128,22 @@ def missing_tensor(path: Path) -> None:
     save_file({"keys": torch.arange(4)}, str(path))
 
 
-@pytest.mark.parametrize("damage", [truncate, garbage, wrong_shape, wrong_dtype, keys_out_of_range, missing_tensor])
+def features_overwritten(path: Path) -> None:
+    """A valid file of the right name and shapes, whose features are not those it was written with."""
+    with safe_open(str(path), framework="pt") as stored:
+        metadata, keys = stored.metadata(), stored.get_tensor("keys")
+    save_file({"keys": keys, "features": torch.zeros(len(keys), 32)}, str(path), metadata=metadata)
+
+
+def key_of_another_cache(path: Path) -> None:
+    with safe_open(str(path), framework="pt") as stored:
+        metadata = stored.metadata()
+        tensors = {name: stored.get_tensor(name) for name in stored.keys()}
+    save_file(tensors, str(path), metadata={**metadata, "key": "0" * 64})
+
+
+@pytest.mark.parametrize("damage", [truncate, garbage, wrong_shape, wrong_dtype, keys_out_of_range, missing_tensor,
+                                    features_overwritten, key_of_another_cache])
 def test_corrupted_cache_file_is_reported_in_one_line_and_rebuilt(tmp_path, fresh_avmnist, wav2vec2_teacher, damage,
                                                                    capsys):
     keys = np.arange(4)
@@ -141,7 +157,7 @@ def test_corrupted_cache_file_is_reported_in_one_line_and_rebuilt(tmp_path, fres
     assert rebuilt.loaded == 0
     rebuilt.prepare(keys)
     assert rebuilt.computed == len(keys)
-    assert torch.allclose(rebuilt(torch.as_tensor(keys)), good(torch.as_tensor(keys)), atol=1e-6)
+    assert torch.allclose(rebuilt(keys), good(keys), atol=1e-6)
     reread = TeacherFeatureCache(wav2vec2_teacher, waveforms(fresh_avmnist), CPU, cache_dir=tmp_path, progress=False)
     assert reread.loaded == len(keys)  # the rebuilt file is whole again
 
@@ -155,3 +171,20 @@ def test_a_later_run_of_the_script_reuses_the_features_on_disk(tmp_path, fresh_a
     assert AVMNIST_A2V.main(argv) == 0  # a later run: a new cache object, which finds the file
     later = capsys.readouterr().err
     assert "teacher features: 40 loaded from" in later and "computed" not in later
+
+
+def test_features_do_not_depend_on_which_keys_were_missing_with_them(tmp_path, wav2vec2_teacher):
+    # Equal-length clips would share a batch of the teacher: each feature is computed alone instead.
+    data = write_synthetic_avmnist(tmp_path / "avmnist", n_train=12, n_test=4)
+    for key in range(1, 7):  # six clips of one length
+        soundfile.write(data / "audio" / f"audio_mnist_{key}.wav", np.sin(np.arange(3000) * 0.01 * key), 8000)
+    inputs = waveforms(data)
+    keys = np.arange(len(inputs))
+    at_once = TeacherFeatureCache(wav2vec2_teacher, inputs, CPU, progress=False)
+    at_once.prepare(keys)
+    grown = TeacherFeatureCache(wav2vec2_teacher, inputs, CPU, cache_dir=tmp_path / "cache", progress=False)
+    grown.prepare(keys[:1])  # another run, or a trial before, needed one of the six (batched, 1e-7 apart)
+    again = TeacherFeatureCache(wav2vec2_teacher, inputs, CPU, cache_dir=tmp_path / "cache", progress=False)
+    again.prepare(keys)
+    assert again.loaded == 1 and again.computed == len(keys) - 1
+    assert torch.equal(again(keys), at_once(keys))

@@ -64,8 +64,7 @@ def test_cached_features_equal_in_loop_features(avmnist, tiny_models, tmp_path):
         in_loop = build_trial(script, [*argv, "--teacher_cache", "off"], tmp_path / f"{script.SCRIPT}_in_loop")
         assert isinstance(cached.teacher_features, TeacherFeatureCache)
         assert isinstance(in_loop.teacher_features, InLoopTeacher)
-        keys = torch.as_tensor(np.concatenate([cached.splits["train"].teacher_keys[:6],
-                                               cached.splits["test"].teacher_keys[:6]]))
+        keys = np.concatenate([cached.splits["train"].teacher_keys[:6], cached.splits["test"].teacher_keys[:6]])
         assert torch.allclose(cached.teacher_features(keys), in_loop.teacher_features(keys), atol=1e-5)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections import Counter
@@ -26,6 +27,7 @@ import torch
 
 from utils.experiment import InputError
 from utils.processes import launched_world_size, resolve_device
+from utils.run_folder import read_json
 
 # The options of the original scripts (all four shared one parser).
 ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed", "--batch_size", "--epochs",
@@ -33,6 +35,7 @@ ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed",
                     "--optim", "--lam", "--version", "--pca", "--gpu_ids", "--n_times")
 DEMO_DIR = Path.home() / ".cache" / "one-modality-demo"
 MAX_SEED = 2**32 - 1  # trial k seeds NumPy with random_seed + k
+MAX_AUDIO_SECONDS = 3600.0  # an hour: beyond any utterance (IEMOCAP's longest last about 35 s)
 SPLITS = ("train", "val", "test")
 # Options that cannot change a result: they may be given anew to --resume and --eval_only.
 FREE_ON_RESUME = frozenset({"num_workers", "no_progress", "device", "gpu_ids", "output_dir", "cache_dir", "resume",
@@ -54,7 +57,7 @@ def _number(kind: type, value: str, expected: str, check: Callable[[Any], bool])
         number = kind(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
-    if not check(number):
+    if not math.isfinite(number) or not check(number):  # inf and nan are no number of any option
         raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return number
 
@@ -72,7 +75,18 @@ def non_negative_int(value: str) -> int:
 
 
 def positive_float(value: str) -> float:
-    return _number(float, value, "a number > 0", lambda x: x > 0)
+    return _number(float, value, "a finite number > 0", lambda x: x > 0)
+
+
+def audio_seconds(value: str) -> float:
+    return _number(float, value, f"seconds in (0, {MAX_AUDIO_SECONDS}]", lambda x: 0 < x <= MAX_AUDIO_SECONDS)
+
+
+def path_text(value: str) -> str:
+    """A path option's value: an empty one is an unset shell variable, not the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {value!r}")
+    return value
 
 
 def device_name(value: str) -> str:
@@ -132,25 +146,27 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--device", type=device_name, default="auto",
                      help="auto, cpu, cuda or cuda:N (wins over --gpu_ids)")
     run.add_argument("--num_workers", type=non_negative_int, help="DataLoader workers (default 4 on CUDA, 0 on CPU)")
-    run.add_argument("--output_dir", default="runs", help="every run writes a new folder inside it")
-    run.add_argument("--teacher_path", help="local teacher weights (Hugging Face folder or ResNet .pth), or 'random'")
+    run.add_argument("--output_dir", type=path_text, default="runs", help="every run writes a new folder inside it")
+    run.add_argument("--teacher_path", type=path_text,
+                     help="local teacher weights (Hugging Face folder or ResNet .pth), or 'random'")
     run.add_argument("--pairing", choices=("unpaired", "paired"), default="unpaired",
                      help="the teacher's training input: another sample's (the paper) or the sample's own (ablation)")
     run.add_argument("--teacher_cache", choices=("on", "off"), default="on",
                      help="on: each teacher feature computed once; off: the teacher runs in the loop")
-    run.add_argument("--cache_dir", help="also keep teacher features on disk here, reused across runs")
+    run.add_argument("--cache_dir", type=path_text, help="also keep teacher features on disk here, reused across runs")
     run.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
                      help="autocast: bf16 (CPU or CUDA) or fp16 (CUDA, with a gradient scaler)")
     run.add_argument("--deterministic", action="store_true", help="deterministic kernels (cudnn, cuBLAS)")
     run.add_argument("--subset", type=positive_int, help="keep the first N samples of each split")
-    run.add_argument("--split_file", help="reuse the split.json of an earlier trial")
+    run.add_argument("--split_file", type=path_text, help="reuse the split.json of an earlier trial")
     run.add_argument("--demo", action="store_true", help="run on the built-in small data and models")
-    run.add_argument("--demo_dir", default=str(DEMO_DIR), help="where the demo data and models are built and kept")
+    run.add_argument("--demo_dir", type=path_text, default=str(DEMO_DIR),
+                     help="where the demo data and models are built and kept")
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
     earlier = run.add_mutually_exclusive_group()
-    earlier.add_argument("--resume", metavar="RUN_DIR",
+    earlier.add_argument("--resume", metavar="RUN_DIR", type=path_text,
                          help="continue an interrupted run in its folder, with its options (only --epochs may grow)")
-    earlier.add_argument("--eval_only", metavar="RUN_DIR",
+    earlier.add_argument("--eval_only", metavar="RUN_DIR", type=path_text,
                          help="evaluate each finished trial's best.pt of a run on its recorded test split, with the "
                               "run's options; writes a new folder, never the run's")
 
@@ -158,7 +174,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 def add_avmnist_options(parser: argparse.ArgumentParser, images: str) -> None:
     """AVMNIST's data folder, its images (`images` says whose they are) and the StepLR schedule."""
     avmnist = parser.add_argument_group("AVMNIST")
-    avmnist.add_argument("--data_root", help="the AVMNIST folder (original layout, or MultiBench's without WAVs)")
+    avmnist.add_argument("--data_root", type=path_text,
+                         help="the AVMNIST folder (original layout, or MultiBench's without WAVs)")
     avmnist.add_argument("--pca", type=str2bool, default=True,
                          help=f"{images}: PCA images (true) or the raw ones (false); true/false, yes/no, 1/0")
     avmnist.add_argument("--precise_bn", type=non_negative_int, default=8192, metavar="N",
@@ -172,19 +189,20 @@ def add_avmnist_options(parser: argparse.ArgumentParser, images: str) -> None:
 def add_iemocap_options(parser: argparse.ArgumentParser, student: str) -> None:
     """IEMOCAP's data selection, the pretrained `student` to start from, and the original warm-up schedule."""
     iemocap = parser.add_argument_group("IEMOCAP")
-    iemocap.add_argument("--audio_dir", help="the folder holding IEMOCAP/ (or IEMOCAP/ itself)")
-    iemocap.add_argument("--text_dir", help="folder of <stem>.json transcripts (key 'Utterance'); "
+    iemocap.add_argument("--audio_dir", type=path_text, help="the folder holding IEMOCAP/ (or IEMOCAP/ itself)")
+    iemocap.add_argument("--text_dir", type=path_text, help="folder of <stem>.json transcripts (key 'Utterance'); "
                                             "default: the release's dialog/transcriptions")
     iemocap.add_argument("--classes", type=int, choices=(6, 4), default=6,
                          help="6 (neu hap ang sad exc fru) or 4 (exc merged into hap, fru dropped)")
     iemocap.add_argument("--split", choices=("random", "session"), default="random",
                          help="random per utterance (the original) or session (Session5 test, Session4 val)")
-    iemocap.add_argument("--max_audio_seconds", type=positive_float,
+    iemocap.add_argument("--max_audio_seconds", type=audio_seconds,
                          help="keep the first S seconds of every utterance (student and teacher alike)")
     iemocap.add_argument("--warmup_epochs", type=non_negative_int, default=2,
                          help="linear warm-up epochs of the original schedule (with 2, epoch 1 runs at lr 0); 0 = none")
-    iemocap.add_argument("--student_path", help=f"local weights to start the student from instead of {student} "
-                                                "(a Hugging Face folder), or 'random'")
+    iemocap.add_argument("--student_path", type=path_text,
+                         help=f"local weights to start the student from instead of {student} "
+                              "(a Hugging Face folder), or 'random'")
     iemocap.add_argument("--gradient_checkpointing", action="store_true",
                          help="the student keeps fewer activations and computes them again in the backward pass: "
                               "less memory (long utterances), more compute, the same results")
@@ -206,12 +224,12 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     """
     _accept_other_original_options(parser)
     script = parser.prog.removesuffix(".py")
-    first = argparse.ArgumentParser(add_help=False)  # the options that change the defaults
+    first = argparse.ArgumentParser(prog=parser.prog, add_help=False)  # the options that change the defaults
     first.add_argument("--demo", action="store_true")
-    first.add_argument("--demo_dir", default=str(DEMO_DIR))
+    first.add_argument("--demo_dir", type=path_text, default=str(DEMO_DIR))
     earlier = first.add_mutually_exclusive_group()
-    earlier.add_argument("--resume")
-    earlier.add_argument("--eval_only")
+    earlier.add_argument("--resume", type=path_text)
+    earlier.add_argument("--eval_only", type=path_text)
     wanted, _ = first.parse_known_args(argv)
     option, run_dir = ("--resume", wanted.resume) if wanted.resume else ("--eval_only", wanted.eval_only)
     if wanted.demo and demo_settings is None:
@@ -224,14 +242,14 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
                              "expected a folder this user can write to") from None
     if run_dir:
         recorded = recorded_options(option, run_dir, script)
-        known = vars(parser.parse_known_args([])[0])
-        parser.set_defaults(**{name: value for name, value in recorded.items()
-                               if name in known and name not in FREE_ON_RESUME})
+        parser.set_defaults(**recorded_defaults(parser, recorded, Path(run_dir) / "args.json"))
     args = parser.parse_args(argv)
     args.script = script
     _ignore_other_original_options(args)
     if run_dir:
         check_recorded_options(args, recorded, option, run_dir)
+    if args.resume:
+        check_recorded_processes(recorded, Path(run_dir) / "args.json")
     if args.amp == "fp16" and not resolve_device(args.device, args.gpu_ids).type == "cuda":
         parser.error("--amp fp16 needs CUDA (use --amp bf16 on the CPU)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -302,7 +320,7 @@ def load_split_file(path: str) -> dict[str, list]:
     try:
         with open(path, encoding="utf-8") as handle:
             record = json.load(handle)
-    except (OSError, ValueError) as error:  # ValueError: not UTF-8, or not JSON
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8, or not JSON
         raise InputError(f"cannot read --split_file {path}: {error}; "
                          "expected the UTF-8 JSON split.json of an earlier trial") from None
     if not isinstance(record, dict) or not all(isinstance(record.get(name), list) for name in SPLITS):
@@ -321,16 +339,65 @@ def load_split_file(path: str) -> dict[str, list]:
 def recorded_options(option: str, run_dir: str, script: str) -> dict[str, Any]:
     """The options a run was started with, from its args.json (`option` names the flag that asked)."""
     path = Path(run_dir) / "args.json"
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{option} {run_dir}: cannot read {path} ({type(error).__name__}); expected the folder "
-                         "of a run of this script (it holds args.json)") from None
+    recorded = read_json(path, f"{option} {run_dir} to be the folder of a run of this script (it holds args.json)")
     if not isinstance(recorded, dict) or recorded.get("script") != script:
         found = recorded.get("script") if isinstance(recorded, dict) else None
         raise InputError(f"{option} {run_dir} is a run of {found}, not of {script}; expected a run folder of "
                          f"{script}.py")
     return recorded
+
+
+def recorded_defaults(parser: argparse.ArgumentParser, recorded: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The recorded options that become the defaults, each checked as its value on the command line would be
+    (a recorded lam 5 is refused like --lam 5, a recorded "3" where an integer belongs like --epochs three)."""
+    defaults = {}
+    for action in parser._actions:
+        if action.dest in recorded and action.option_strings and action.dest not in FREE_ON_RESUME | {"help"}:
+            defaults[action.dest] = _recorded_value(action, recorded[action.dest], path)
+    return defaults
+
+
+def _recorded_value(action: argparse.Action, value: Any, path: Path) -> Any:
+    """`value` as recorded for `action`'s option, if it is one the option could have given; else InputError."""
+    flag = action.option_strings[0]
+
+    def refused(expected: str) -> InputError:
+        return InputError(f"{path}: {action.dest} is {json.dumps(value)}; expected {expected}, as {flag} takes")
+
+    if action.nargs == 0:  # a flag such as --deterministic
+        if type(value) is not bool:
+            raise refused("true or false")
+        return value
+    if value is None:
+        if action.default is not None:
+            raise refused(f"a value (its default is {action.default!r})")
+        return None
+    if type(value) not in (str, int, float, bool):
+        raise refused("a single value")
+    try:
+        parsed = action.type(str(value)) if action.type else str(value)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        raise refused(str(error).removeprefix("expected ").split(", got ")[0]) from None
+    known = getattr(action, "known", None) or action.choices  # FirstChoiceFallback's choices are `known`
+    if known is not None and parsed not in known:
+        raise refused(f"one of {', '.join(map(str, known))}")
+    if type(parsed) is float and type(value) is int:  # a JSON number without a fraction
+        value = float(value)
+    if type(parsed) is not type(value) or parsed != value:
+        raise refused(f"a {type(parsed).__name__} such as {json.dumps(parsed)}")
+    return parsed
+
+
+def check_recorded_processes(recorded: dict[str, Any], path: Path) -> None:
+    """A resume runs with as many processes as the run was started with (each process's random state is saved)."""
+    processes = recorded.get("processes", {"world_size": 1})
+    size = processes.get("world_size") if isinstance(processes, dict) else None
+    if type(size) is not int or size < 1:
+        raise InputError(f"{path}: processes.world_size is {json.dumps(size)}; expected the number of processes, "
+                         "as the run recorded it")
+    if size != launched_world_size():
+        raise InputError(f"the run was started with {size} process(es) and is resumed with {launched_world_size()}; "
+                         "expected as many (torchrun --nproc_per_node)")
 
 
 def check_recorded_options(args: argparse.Namespace, recorded: dict[str, Any], option: str, run_dir: str) -> None:

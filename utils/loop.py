@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from utils.experiment import InputError, NonFiniteLossError
@@ -60,7 +61,7 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> di
                 positions = batch.positions.numpy()
                 # Training: the drawn partners' inputs; evaluation: the sample's own (a diagnostic).
                 keys = trial.partners.draw(positions) if training else trial.splits[split].teacher_keys[positions]
-                target = trial.teacher_features(torch.as_tensor(keys[own], dtype=torch.long))
+                target = trial.teacher_features(keys[own])
             terms = trial.objective(logits, labels, feature, target)
             if training:
                 loss = terms.loss
@@ -94,12 +95,11 @@ class Progress:
     rows: list[list] = field(default_factory=list)  # metrics.csv rows so far
 
 
-def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str], None],
-                progress: bool, resume: dict | None = None) -> dict:
-    """Train for `epochs` (or, with a saved training state `resume`, the epochs after its last one), keep the
-    best validation epoch's weights, test them; return the trial's record. After each epoch the training
-    state is saved in `trial_dir`, so an interrupted trial can continue exactly (`--resume`)."""
-    done = restore_training_state(resume, trial) if resume else Progress()
+def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str], None], progress: bool,
+                done: Progress) -> dict:
+    """Train the epochs after `done.epoch` up to `epochs`, keep the best validation epoch's weights, test them;
+    return the trial's record. After each epoch the training state is saved in `trial_dir`, so an interrupted
+    trial can continue exactly (`--resume`)."""
     checkpoint = trial_dir / "best.pt"
     progress = progress and is_main()
     write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
@@ -131,7 +131,7 @@ def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str],
 
 def evaluate_checkpoint(trial: Trial, checkpoint: Path, log: Callable[[str], None], progress: bool) -> dict:
     """Load the student's weights (and BatchNorm statistics) from `checkpoint`, test them, log the Test line."""
-    trial.student.load_state_dict(torch.load(checkpoint, map_location=trial.device, weights_only=True))
+    trial.student.load_state_dict(load_checkpoint(checkpoint, trial.student))
     test = run_epoch(trial, "test", "the test", progress and is_main())
     log(_format("Test", test))
     return test
@@ -163,26 +163,60 @@ def save_training_state(path: Path, trial: Trial, progress: Progress) -> None:
     save_torch_atomically(state, path)
 
 
-def load_training_state(path: Path) -> dict:
+def load_checkpoint(path: Path, student: nn.Module) -> dict[str, torch.Tensor]:
+    """The student's state_dict saved in `path` (best.pt), checked to fit `student` (its keys and shapes)."""
+    state = _load_torch(path, "the student's state_dict (best.pt) that its trial saved")
+    expected = student.state_dict()
+    fits = isinstance(state, dict) and state.keys() == expected.keys() and all(
+        isinstance(state[name], torch.Tensor) and state[name].shape == value.shape for name, value in expected.items())
+    if not fits:
+        raise InputError(f"{path} does not fit the student (its keys or shapes differ); expected the state_dict that "
+                         "a trial of this run saved")
+    return state
+
+
+def load_training_state(path: Path, epochs: int) -> dict:
+    """The training state an interrupted trial saved, checked for every part `restore_training_state` reads."""
+    expected = f"the {STATE_FILE} that an interrupted run wrote"
+    state = _load_torch(path, expected)
+    parts = {"progress": dict, "student": dict, "optimizer": dict, "scheduler": dict, "random": list}
+    missing = [name for name, kind in parts.items()
+               if not isinstance(state, dict) or not isinstance(state.get(name), kind)]
+    if missing:
+        raise InputError(f"{path} lacks {', '.join(missing)}; expected {expected}")
+    progress = state["progress"]
+    epoch = progress.get("epoch")
+    if type(epoch) is not int or not 1 <= epoch <= epochs or set(progress) != set(vars(Progress())) or \
+            not isinstance(progress["rows"], list) or len(progress["rows"]) != epoch:
+        raise InputError(f"{path} holds no valid progress (epoch {epoch!r} of {epochs}); expected {expected}")
+    if len(state["random"]) != world_size() or not all(isinstance(s, dict) for s in state["random"]):
+        raise InputError(f"{path} holds the random states of {len(state['random'])} process(es), not of "
+                         f"{world_size()}; expected {expected} with as many processes")
+    return state
+
+
+def restore_training_state(state: dict, trial: Trial, path: Path) -> Progress:
+    """Put a freshly built trial back where `state` (from `path`) was saved; return its progress."""
+    try:
+        trial.student.load_state_dict(state["student"])
+        trial.optimizer.load_state_dict(state["optimizer"])
+        trial.scheduler.load_state_dict(state["scheduler"])
+        if trial.scaler is not None:
+            trial.scaler.load_state_dict(state["scaler"])
+        _restore_random_states(state["random"][rank()], trial)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+        raise InputError(f"{path} does not fit this trial ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                         f"expected the {STATE_FILE} of this run") from None
+    return Progress(**state["progress"])
+
+
+def _load_torch(path: Path, expected: str) -> Any:
+    if not path.is_file():
+        raise InputError(f"{path} is missing; expected {expected}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for a damaged file
-        raise InputError(f"cannot read the training state {path} ({type(error).__name__}); expected the "
-                         f"{STATE_FILE} that an interrupted run wrote") from None
-
-
-def restore_training_state(state: dict, trial: Trial) -> Progress:
-    """Put a freshly built trial back where `state` was saved; return its progress."""
-    trial.student.load_state_dict(state["student"])
-    trial.optimizer.load_state_dict(state["optimizer"])
-    trial.scheduler.load_state_dict(state["scheduler"])
-    if trial.scaler is not None:
-        trial.scaler.load_state_dict(state["scaler"])
-    if len(state["random"]) != world_size():
-        raise InputError(f"the run was interrupted with {len(state['random'])} process(es) and is resumed with "
-                         f"{world_size()}; expected as many (torchrun --nproc_per_node)")
-    _restore_random_states(state["random"][rank()], trial)
-    return Progress(**state["progress"])
+        raise InputError(f"cannot read {path} ({type(error).__name__}); expected {expected}") from None
 
 
 def _random_states(trial: Trial) -> dict:

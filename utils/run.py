@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
+import math
 import os
+import shutil
 import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,10 +24,26 @@ import transformers
 
 from utils.config import load_split_file
 from utils.experiment import Experiment, InputError, NonFiniteLossError
-from utils.loop import STATE_FILE, evaluate_checkpoint, load_training_state, train_trial
+from utils.loop import (
+    STATE_FILE,
+    Progress,
+    evaluate_checkpoint,
+    load_checkpoint,
+    load_training_state,
+    restore_training_state,
+    train_trial,
+)
 from utils.processes import Processes, from_main, is_main, launched, resolve_device, world_size
-from utils.run_folder import RunLog, git_commit, make_run_dir, remove_stale_temporaries, write_json_atomically
-from utils.trial import Trials
+from utils.run_folder import (
+    RunLog,
+    git_commit,
+    locked_run_folder,
+    make_run_dir,
+    read_json,
+    remove_stale_temporaries,
+    write_json_atomically,
+)
+from utils.trial import Trial, Trials
 
 
 def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
@@ -70,74 +88,117 @@ def one_line_message(error: Exception) -> str:
 
 
 def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
-    """Run (or resume) `args.n_times` trials with seeds random_seed + k; return the final results."""
-    if args.resume:
-        run_dir = Path(args.resume)
-    else:  # one folder for the run, however many processes
-        made = make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}") if is_main() else None
-        run_dir = from_main(made)
-    log = RunLog(run_dir / "log.txt")
-    log(f"Run folder: {run_dir}")
-    results = _resumed_results(run_dir) if args.resume else None
-    _write_args(experiment, args, run_dir)
+    """Run (or resume) `args.n_times` trials with seeds random_seed + k; return the final results.
+
+    Everything that can refuse the command is checked before its first write: a resume locks its folder and
+    checks what it reads back, and the first trial to run is built (and restored) before the folder changes."""
     trials = Trials(experiment, args)
-    if results is None:
-        teacher = experiment.teacher.source.as_dict() if experiment.teacher is not None else None
-        results = {"experiment": experiment.tag, "teacher": teacher, "trials": [], "summary": None,
-                   "complete": False,
-                   "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
-                                   "device": str(trials.device)}}
-        write_json_atomically(results, run_dir / "results.json")
-    try:
-        for k in range(args.n_times):
-            seed = args.random_seed + k
-            if k < len(results["trials"]):
-                log(f"Trial {k + 1}/{args.n_times} (seed {seed}) finished before; kept")
-                continue
-            trial_dir = run_dir / f"trial{k}"
-            if is_main():
-                trial_dir.mkdir(exist_ok=True)
-                remove_stale_temporaries(trial_dir)
-            state = trial_dir / STATE_FILE
-            resume = load_training_state(state) if args.resume and state.is_file() else None
-            log(f"Trial {k + 1}/{args.n_times} (seed {seed})"
-                + (f", resumed after epoch {resume['progress']['epoch']}" if resume else ""))
-            trial = trials.build(seed, trial_dir)
-            record = train_trial(trial, args.epochs, trial_dir, log, progress=not args.no_progress, resume=resume)
-            results["trials"].append({"trial": k, "seed": seed, **record})
-            results["summary"] = summarise(results["trials"])
-            results["complete"] = len(results["trials"]) == args.n_times
-            write_json_atomically(results, run_dir / "results.json")
-            if is_main():
-                state.unlink(missing_ok=True)  # the trial is in results.json: nothing left to resume
-    except KeyboardInterrupt:
+    with ExitStack() as held:
+        run_dir = results = None
+        if args.resume:
+            run_dir = Path(args.resume)
+            held.enter_context(locked_run_folder(run_dir))
+            results = resumed_results(run_dir, experiment, args)
+        finished = len(results["trials"]) if results else 0
+        pending = _trial_to_train(trials, args, run_dir, finished)
+        if run_dir is None:  # one new folder for the run, however many processes
+            run_dir = from_main(make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}")
+                                if is_main() else None)
+            held.enter_context(locked_run_folder(run_dir))
+        log = RunLog(run_dir / "log.txt")
+        log(f"Run folder: {run_dir}")
         if is_main():
-            print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
-        raise
+            remove_stale_temporaries(run_dir)
+        _write_args(experiment, args, run_dir)
+        if results is None:
+            teacher = experiment.teacher.source.as_dict() if experiment.teacher is not None else None
+            results = {"experiment": experiment.tag, "teacher": teacher, "trials": [], "summary": None,
+                       "complete": False,
+                       "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
+                                       "device": str(trials.device)}}
+            write_json_atomically(results, run_dir / "results.json")
+        try:
+            for k in range(args.n_times):
+                seed = args.random_seed + k
+                if k < finished:
+                    log(f"Trial {k + 1}/{args.n_times} (seed {seed}) finished before; kept")
+                    continue
+                record, trial, done = pending if k == finished else _trial_to_train(trials, args, None, k)
+                trial_dir = run_dir / f"trial{k}"
+                if is_main():
+                    trial_dir.mkdir(exist_ok=True)
+                    remove_stale_temporaries(trial_dir)
+                write_json_atomically(record, trial_dir / "split.json", indent=None)
+                log(f"Trial {k + 1}/{args.n_times} (seed {seed})"
+                    + (f", resumed after epoch {done.epoch}" if done.epoch else ""))
+                summary = train_trial(trial, args.epochs, trial_dir, log, progress=not args.no_progress, done=done)
+                results["trials"].append({"trial": k, "seed": seed, **summary})
+                results["summary"] = summarise(results["trials"])
+                results["complete"] = len(results["trials"]) == args.n_times
+                write_json_atomically(results, run_dir / "results.json")
+                if is_main():
+                    (trial_dir / STATE_FILE).unlink(missing_ok=True)  # in results.json: nothing left to resume
+        except KeyboardInterrupt:
+            if is_main():
+                print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
+            raise
     _log_summary(log, results["summary"], experiment.tag)
     return results
+
+
+def _trial_to_train(trials: Trials, args: argparse.Namespace, run_dir: Path | None,
+                   k: int) -> tuple[dict, Trial, Progress] | None:
+    """Trial k's split record, the trial built, and its progress: restored from its training state in `run_dir`
+    (a resume) when it has one, with its best checkpoint checked. None when k is past the last trial."""
+    if k >= args.n_times:
+        return None
+    seed = args.random_seed + k
+    record = trials.split_record(seed)
+    trial = trials.build(seed, record)
+    state_file = run_dir / f"trial{k}" / STATE_FILE if run_dir else None
+    if state_file is None or not state_file.is_file():
+        return record, trial, Progress()
+    done = restore_training_state(load_training_state(state_file, args.epochs), trial, state_file)
+    if done.best_epoch:  # the best epoch so far must be there to be tested, unless a later one replaces it
+        load_checkpoint(run_dir / f"trial{k}" / "best.pt", trial.student)
+    return record, trial, done
 
 
 def evaluate_run(experiment: Experiment, args: argparse.Namespace) -> dict:
     """`--eval_only RUN_DIR`: test every finished trial's best.pt of the run on that trial's recorded test split,
     with the run's options (args.json). The evaluation writes a folder of its own, `<output_dir>/<script>/
-    <time>_eval` (log.txt, eval.json, each trial's split.json), and never touches the run's files. On the CPU
-    the numbers equal the run's own test numbers exactly."""
+    <time>_eval` (log.txt, eval.json, each trial's split.json), never touches the run's files, and leaves no
+    folder if it fails. On the CPU the numbers equal the run's own test numbers exactly."""
     run_dir = Path(args.eval_only)
-    finished = _finished_trials(run_dir)
+    finished = resumed_results(run_dir, experiment, args)["trials"] if (run_dir / "results.json").is_file() else []
+    if not finished:
+        raise InputError(f"--eval_only {run_dir}: no trial of the run has finished; expected at least one best.pt")
+    trials = Trials(experiment, args)
     out_dir = from_main(make_run_dir(args.output_dir, args.script, "eval") if is_main() else None)
+    try:
+        results = _evaluate_trials(experiment, args, trials, finished, run_dir, out_dir)
+    except BaseException:
+        if is_main():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return results
+
+
+def _evaluate_trials(experiment: Experiment, args: argparse.Namespace, trials: Trials, finished: list[dict],
+                     run_dir: Path, out_dir: Path) -> dict:
     log = RunLog(out_dir / "log.txt")
     log(f"Run folder: {out_dir}")
     log(f"Evaluating the checkpoints of {run_dir}")
-    trials = Trials(experiment, args)
     results = {"experiment": experiment.tag, "evaluated_run": str(run_dir), "trials": [], "summary": None}
     for record in finished:
         k, seed = record["trial"], record["seed"]
         source, trial_dir = run_dir / f"trial{k}", out_dir / f"trial{k}"
+        split = trials.split_record(seed, load_split_file(str(source / "split.json")))
+        trial = trials.build(seed, split, testing_only=True)
         if is_main():
             trial_dir.mkdir()
+        write_json_atomically(split, trial_dir / "split.json", indent=None)
         log(f"Trial {k + 1}/{len(finished)} (seed {seed}): {source / 'best.pt'}")
-        trial = trials.build(seed, trial_dir, split=load_split_file(str(source / "split.json")), testing_only=True)
         test = evaluate_checkpoint(trial, source / "best.pt", log, progress=not args.no_progress)
         results["trials"].append({"trial": k, "seed": seed, "test": test, "checkpoint": str(source / "best.pt")})
     results["summary"] = summarise(results["trials"])
@@ -159,7 +220,7 @@ def _log_summary(log: RunLog, summary: dict, tag: str) -> None:
 def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path) -> None:
     """args.json: every option, D, argv and git commit; a resumed run also lists its resumptions."""
     path = run_dir / "args.json"
-    resumptions = json.loads(path.read_text()).get("resumed", []) if args.resume else []
+    resumptions = read_json(path, "the args.json this run wrote").get("resumed", []) if args.resume else []
     if args.resume:
         resumptions.append({"argv": sys.argv, "at": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"})
     processes = {"world_size": world_size(), "backend": dist.get_backend() if dist.is_initialized() else None,
@@ -169,32 +230,60 @@ def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path)
     write_json_atomically({**arguments, **({"resumed": resumptions} if args.resume else {})}, path)
 
 
-def _resumed_results(run_dir: Path) -> dict | None:
-    """The results.json of an interrupted run (None if it was stopped before writing one); its leftover
-    temporary files are removed, never read."""
-    if is_main():
-        remove_stale_temporaries(run_dir)
+def resumed_results(run_dir: Path, experiment: Experiment, args: argparse.Namespace) -> dict | None:
+    """The results.json of a run being resumed or evaluated, checked as it was written (None if the run was
+    stopped before it wrote one). A resume may grow --epochs only while no trial has finished: every trial of a
+    run trains the same number of epochs."""
     path = run_dir / "results.json"
     if not path.is_file():
         return None
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"--resume {run_dir}: cannot read {path} ({type(error).__name__}); expected the "
-                         "results.json this run wrote") from None
-    if not isinstance(results, dict) or not isinstance(results.get("trials"), list):
-        raise InputError(f"--resume {run_dir}: {path} holds no list of trials; expected the results.json "
-                         "this run wrote")
+    results = read_json(path, "the results.json this run wrote")
+    problem = results_problem(results, experiment, args)
+    if problem:
+        raise InputError(f"{path}: {problem}; expected the results.json this run wrote")
+    recorded = read_json(run_dir / "args.json", "the args.json this run wrote").get("epochs", args.epochs)
+    if args.resume and results["trials"] and args.epochs != recorded:
+        done = ", ".join(str(trial["trial"] + 1) for trial in results["trials"])
+        raise InputError(f"--resume {run_dir}: --epochs {args.epochs}, but trial(s) {done} finished with {recorded} "
+                         f"epochs; expected --epochs {recorded} (every trial of a run trains as many epochs)")
     return results
 
 
-def _finished_trials(run_dir: Path) -> list[dict]:
-    path = run_dir / "results.json"
-    try:
-        trials = json.loads(path.read_text())["trials"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"--eval_only {run_dir}: cannot read the trials of {path} ({type(error).__name__}); "
-                         "expected the results.json of a run with finished trials") from None
-    if not trials:
-        raise InputError(f"--eval_only {run_dir}: no trial of the run has finished; expected at least one best.pt")
-    return trials
+def results_problem(results: Any, experiment: Experiment, args: argparse.Namespace) -> str | None:
+    """What is wrong with a read-back results.json, or None."""
+    if not isinstance(results, dict) or results.get("experiment") != experiment.tag:
+        return f"no experiment {experiment.tag!r}"
+    trials = results.get("trials")
+    if not isinstance(trials, list) or len(trials) > args.n_times:
+        return f"'trials' is not a list of at most {args.n_times} trials"
+    if not isinstance(results.get("summary"), (dict, type(None))) or type(results.get("complete")) is not bool:
+        return "'summary' is not an object (or null) or 'complete' not true or false"
+    for k, trial in enumerate(trials):
+        if not isinstance(trial, dict) or trial.get("trial") != k or trial.get("seed") != args.random_seed + k:
+            return f"trial {k} is not the record of trial {k} with seed {args.random_seed + k}"
+        best = trial.get("best_epoch")
+        if type(best) is not int or best < 1 or not isinstance(trial.get("checkpoint"), str):
+            return f"trial {k} has no best epoch >= 1 or no checkpoint"
+        for split in ("val", "test"):
+            problem = metrics_problem(trial.get(split), experiment.detailed_metrics)
+            if problem:
+                return f"trial {k}'s {split} metrics: {problem}"
+    return None
+
+
+def metrics_problem(metrics: Any, detailed: bool) -> str | None:
+    """What is wrong with one split's metrics as results.json holds them, or None."""
+    if not isinstance(metrics, dict):
+        return "not an object"
+    fractions = ("acc", "uar", "macro_f1") if detailed else ("acc",)
+    for name in fractions:
+        if not _number(metrics.get(name)) or not 0 <= metrics[name] <= 1:
+            return f"{name} is not a fraction in [0, 1]"
+    if not _number(metrics.get("cls_loss")) or not (metrics.get("latent_loss") is None
+                                                    or _number(metrics["latent_loss"])):
+        return "cls_loss or latent_loss is not a finite number"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)

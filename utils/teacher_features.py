@@ -19,15 +19,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from utils.experiment import Teacher, TeacherInputs
 from utils.processes import autocast, gather_objects, gather_rows, is_main, share
 from utils.run_folder import remove_stale_temporaries, temporary_path
 
-TeacherSource = Callable[[torch.Tensor], torch.Tensor]  # features (B x D) of teacher-input keys (B)
+TeacherSource = Callable[[np.ndarray], torch.Tensor]  # features (B x D) of B teacher-input keys (on the host)
 
 
 class InLoopTeacher:
@@ -41,7 +41,7 @@ class InLoopTeacher:
         """Nothing to precompute."""
 
     @torch.no_grad()
-    def __call__(self, keys: torch.Tensor) -> torch.Tensor:
+    def __call__(self, keys: np.ndarray) -> torch.Tensor:
         inputs = [self.inputs[k] for k in keys.tolist()]  # read outside autocast: it would also cast resampling
         with autocast(self.device, self.amp_dtype):
             return self.teacher.encode(inputs).float()
@@ -51,31 +51,37 @@ def cache_key(teacher_identity: str, data_fingerprint: str, amp_dtype: torch.dty
     """The disk cache's key: everything that changes a feature. The teacher's weights and preprocessing, the
     data (both by content), and the arithmetic: autocast's dtype and the kind of device."""
     parts = [teacher_identity, data_fingerprint, f"amp={amp_dtype}", f"device={device_type}"]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 class TeacherFeatureCache:
-    """Each distinct teacher feature the run needs, computed once (batched, inference mode), kept on
-    the training device and served by key.
+    """Each distinct teacher feature the run needs, computed once (inference mode), kept on the training device
+    and served by key.
 
-    With `cache_dir` the features also live in one safetensors file per (teacher, data) pair, so later
-    trials and runs reuse them; a file that does not match or cannot be read is reported and rebuilt.
+    Every feature is computed from its input alone (a batch of one), so it depends on the data and the teacher
+    only, never on which other keys happened to be missing with it: a resumed run, or a run on a cache that
+    another run grew, gets the very features of a run that computed them all at once. Keys are looked up on
+    the host, so serving a batch reads nothing back from the device.
+
+    With `cache_dir` the features also live in one safetensors file per (teacher, data) pair, so later trials
+    and runs reuse them; the file holds its key and a digest of its contents, and one that does not match or
+    cannot be read is reported and rebuilt.
     """
 
     def __init__(self, teacher: Teacher, inputs: TeacherInputs, device: torch.device,
                  amp_dtype: torch.dtype | None = None, cache_dir: str | Path | None = None,
-                 chunk_size: int = 64, progress: bool = True) -> None:
+                 progress: bool = True) -> None:
         self.teacher, self.inputs, self.device, self.amp_dtype = teacher, inputs, device, amp_dtype
-        self.chunk_size, self.progress = chunk_size, progress
-        self.row_of_key = torch.full((len(inputs),), -1, dtype=torch.long, device=device)
+        self.progress = progress
+        self.row_of_key = np.full(len(inputs), -1, dtype=np.int64)  # on the host: lookups need no device read
         self.features = torch.empty(0, teacher.dim, device=device)
         self.computed = 0  # teacher forwards done by this process (tests check that a reuse does none)
         self.loaded = 0
         self.build_seconds = 0.0
-        self.path = None
+        self.path = self.key = None
         if cache_dir is not None:
-            key = cache_key(teacher.identity, inputs.fingerprint, amp_dtype, device.type)
-            self.path = Path(cache_dir) / f"teacher_features_{key}.safetensors"
+            self.key = cache_key(teacher.identity, inputs.fingerprint, amp_dtype, device.type)
+            self.path = Path(cache_dir) / f"teacher_features_{self.key[:24]}.safetensors"
             if self.path.parent.is_dir():
                 remove_stale_temporaries(self.path.parent)
             self._load()
@@ -90,21 +96,20 @@ class TeacherFeatureCache:
     def prepare(self, keys: np.ndarray) -> None:
         """Make sure the features of `keys` are present; compute the missing ones (with several processes,
         each computes its share and every process ends with all of them)."""
-        keys = torch.as_tensor(np.unique(keys), dtype=torch.long, device=self.device)
-        missing = keys[self.row_of_key[keys] < 0].tolist()
-        if not missing:
+        keys = np.unique(keys)
+        missing = keys[self.row_of_key[keys] < 0]
+        if not len(missing):
             return
         start = time.perf_counter()
         mine = missing[share(len(missing))]
-        chunks = [mine[i:i + self.chunk_size] for i in range(0, len(mine), self.chunk_size)]
         computed = [torch.empty(0, self.teacher.dim, device=self.device)]
         with torch.inference_mode():
-            for chunk in tqdm(chunks, desc="teacher features", disable=not self.progress or not is_main(),
-                              leave=False, file=sys.stderr):
-                inputs = [self.inputs[k] for k in chunk]  # read outside autocast: it would also cast resampling
+            for key in tqdm(mine.tolist(), desc="teacher features", disable=not self.progress or not is_main(),
+                            leave=False, file=sys.stderr):
+                inputs = [self.inputs[key]]  # read outside autocast: it would also cast resampling
                 with autocast(self.device, self.amp_dtype):
                     computed.append(self.teacher.encode(inputs).float().to(self.device))
-        self._add(torch.as_tensor(missing, device=self.device), gather_rows(torch.cat(computed)))
+        self._add(missing, gather_rows(torch.cat(computed)))
         self.computed += len(mine)
         shares = gather_objects(len(mine))
         seconds = time.perf_counter() - start
@@ -118,37 +123,40 @@ class TeacherFeatureCache:
         if is_main():
             print(f"teacher features: {len(missing)} computed in {seconds:.1f} s{by}{saved}", file=sys.stderr)
 
-    def __call__(self, keys: torch.Tensor) -> torch.Tensor:
-        rows = self.row_of_key[keys.to(self.device)]
-        if bool((rows < 0).any()):
+    def __call__(self, keys: np.ndarray) -> torch.Tensor:
+        rows = self.row_of_key[keys]
+        if (rows < 0).any():
             raise KeyError("teacher feature requested for a key that was never prepared")
-        return self.features[rows]
+        index = torch.from_numpy(rows)
+        if self.device.type == "cuda":  # pinned, so that the copy does not wait for the device
+            index = index.pin_memory().to(self.device, non_blocking=True)
+        return self.features[index]
 
-    def _add(self, keys: torch.Tensor, features: torch.Tensor) -> None:
+    def _add(self, keys: np.ndarray, features: torch.Tensor) -> None:
         # Rows are created outside inference mode so that training may index them freely.
         with torch.inference_mode(False):
-            features = features.clone()
-            self.row_of_key[keys] = torch.arange(len(self), len(self) + len(keys), device=self.device)
-            self.features = torch.cat([self.features, features])
+            self.row_of_key[keys] = np.arange(len(self), len(self) + len(keys))
+            self.features = torch.cat([self.features, features.clone()])
 
     def _load(self) -> None:
         if not self.path.exists():
             return
         try:
-            stored = load_file(str(self.path), device="cpu")
-            keys, features = stored["keys"], stored["features"]
-            problem = self._check(keys, features)
-        except (SafetensorError, KeyError, OSError, RuntimeError) as error:
+            with safe_open(str(self.path), framework="pt", device="cpu") as stored:
+                metadata = stored.metadata() or {}
+                keys, features = stored.get_tensor("keys"), stored.get_tensor("features")
+            problem = self._check(keys, features, metadata)
+        except (SafetensorError, KeyError, OSError, RuntimeError, ValueError) as error:
             problem = f"unreadable ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
         if problem:
             print(f"warning: teacher cache {self.path} is corrupted: {problem}; rebuilding it", file=sys.stderr)
             self.path.unlink(missing_ok=True)  # another run may have replaced or removed it meanwhile
             return
-        self._add(keys.to(self.device), features.to(self.device))
+        self._add(keys.numpy(), features.to(self.device))
         self.loaded = len(keys)
         print(f"teacher features: {self.loaded} loaded from {self.path}", file=sys.stderr)
 
-    def _check(self, keys: torch.Tensor, features: torch.Tensor) -> str | None:
+    def _check(self, keys: torch.Tensor, features: torch.Tensor, metadata: dict[str, str]) -> str | None:
         if keys.dtype != torch.long or features.dtype != torch.float32:
             return f"dtypes {keys.dtype} and {features.dtype}; expected int64 keys and float32 features"
         if features.ndim != 2 or features.shape[1] != self.teacher.dim or keys.shape != (features.shape[0],):
@@ -156,18 +164,33 @@ class TeacherFeatureCache:
         if keys.numel() and (int(keys.min()) < 0 or int(keys.max()) >= len(self.inputs)
                              or len(torch.unique(keys)) != len(keys)):
             return "keys out of range or repeated"
+        if metadata.get("key") != self.key:
+            return "it was written for another teacher, data or arithmetic (its stored key differs)"
+        if metadata.get("digest") != contents_digest(keys, features):
+            return "its contents differ from their stored digest"
         if not bool(torch.isfinite(features).all()):
             return "non-finite features"
         return None
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keys = torch.nonzero(self.row_of_key >= 0).flatten()
-        rows = self.row_of_key[keys]
+        keys = np.flatnonzero(self.row_of_key >= 0)
+        stored = {"keys": torch.from_numpy(keys), "features": self.features[torch.from_numpy(self.row_of_key[keys])]}
+        stored = {name: tensor.cpu().contiguous() for name, tensor in stored.items()}
         tmp = temporary_path(self.path)
-        save_file({"keys": keys.cpu().contiguous(), "features": self.features[rows].cpu().contiguous()}, str(tmp),
-                  metadata={"teacher": self.teacher.identity, "data": self.inputs.fingerprint})
-        os.replace(tmp, self.path)
+        try:
+            save_file(stored, str(tmp), metadata={"key": self.key, "digest": contents_digest(**stored),
+                                                  "teacher": self.teacher.identity, "data": self.inputs.fingerprint})
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def contents_digest(keys: torch.Tensor, features: torch.Tensor) -> str:
+    """sha256 of a cache file's keys and features: a file whose features were overwritten no longer matches it."""
+    digest = hashlib.sha256(keys.numpy().tobytes())
+    digest.update(features.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def fingerprint_of(parts: Sequence[Any]) -> str:

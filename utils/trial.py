@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,14 +16,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler, Subset
 
-from utils.config import load_split_file
+from utils.config import SPLITS, load_split_file
 from utils.experiment import Experiment, InputError, Split
 from utils.loss import SynergyObjective
 from utils.optim import build_optimizer
 from utils.pairing import Partners, training_partners
 from utils.precise_bn import has_batchnorm
 from utils.processes import AMP_DTYPES, resolve_device, synchronise_batchnorm, world_size
-from utils.run_folder import write_json_atomically
 from utils.seed import (
     ShuffledEpochs,
     batch_order_generator,
@@ -66,19 +64,25 @@ class Trials:
         self.amp_dtype = AMP_DTYPES[args.amp]
         self.features = teacher_features(experiment, args, self.device)
 
-    def build(self, seed: int, trial_dir: Path, split: dict[str, list] | None = None,
-              testing_only: bool = False) -> Trial:
-        """Trial `seed`: the split (`split`, else --split_file, else drawn) recorded in `trial_dir/split.json`,
-        the student, the training partners, the teacher features they need (the test's alone when
-        `testing_only`), the loaders, the optimizer and the schedule."""
-        experiment, args = self.experiment, self.args
-        record = split
-        if record is None:
-            record = load_split_file(args.split_file) if args.split_file else experiment.splits.draw(split_rng(seed))
+    def split_record(self, seed: int, given: dict[str, list] | None = None) -> dict[str, Any]:
+        """Trial `seed`'s split, as its split.json records it: `given`, else --split_file, else drawn from the
+        trial's split generator; then the first --subset items of each."""
+        args = self.args
+        record = given
+        if record is None and args.split_file:
+            record = load_split_file(args.split_file)
+        elif record is None:
+            record = self.experiment.splits.draw(split_rng(seed))
         if args.subset:
             record = {name: items[:args.subset] for name, items in record.items()}
-        splits = experiment.splits.build(record)
-        write_json_atomically({**record, "subset": args.subset, "seed": seed}, trial_dir / "split.json", indent=None)
+        return {**record, "subset": args.subset, "seed": seed}
+
+    def build(self, seed: int, record: dict[str, Any], testing_only: bool = False) -> Trial:
+        """Trial `seed` on the split `record` (from `split_record`): the student, the training partners, the
+        teacher features they need (the test's alone when `testing_only`), the loaders, the optimizer and the
+        schedule. Nothing is written to the run's folder."""
+        experiment, args = self.experiment, self.args
+        splits = experiment.splits.build({name: record[name] for name in SPLITS})
 
         for name, part in splits.items():
             if len(part.dataset) < world_size():
