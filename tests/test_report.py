@@ -18,15 +18,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE = {1: 0.50, 2: 0.60, 3: 0.55}
 LAM_03 = {1: 0.52, 2: 0.64, 3: 0.58}
 LAM_07 = {1: 0.50, 2: 0.58, 3: 0.60}
+HEADER = "epoch,lr,train_cls,train_latent,train_acc,val_cls,val_latent,val_acc,train_seconds,epoch_seconds\n"
+
+
+def metrics_row(epoch, acc=0.45, latent="0.9"):
+    return f"{epoch},5e-05,1.5,{latent},0.4,1.6,{latent},{acc},1.0,1.1\n"
 
 
 def write_run(root, name, lam, accs, n_times=None, script="IEMOCAP_A2T", experiment="IEMOCAP A->T",
-              results=True, **options):
+              results=True, epochs=2, **options):
     """A run folder like the scripts write: args.json, results.json, trialK/metrics.csv."""
     folder = root / script / name
     folder.mkdir(parents=True)
     seeds = sorted(accs)
-    args = {"lam": lam, "random_seed": seeds[0] if seeds else 1, "n_times": n_times or len(seeds), "epochs": 2,
+    args = {"lam": lam, "random_seed": seeds[0] if seeds else 1, "n_times": n_times or len(seeds), "epochs": epochs,
             "learning_rate": 5e-5, "batch_size": 4, "mj_model": "base", "output_dir": str(root / name),
             "script": script, "argv": [f"{script}.py"], "git_commit": "abc", **options}
     (folder / "args.json").write_text(json.dumps(args))
@@ -35,10 +40,10 @@ def write_run(root, name, lam, accs, n_times=None, script="IEMOCAP_A2T", experim
         acc = accs[seed]
         trials.append({"trial": k, "seed": seed, "best_epoch": 1 + k % 2,
                        "test": {"acc": acc, "uar": acc - 0.1, "macro_f1": acc - 0.2}})
+        latent = "0.9" if lam else ""  # empty without a teacher, as the scripts write it
         (folder / f"trial{k}").mkdir()
         (folder / f"trial{k}" / "metrics.csv").write_text(
-            "epoch,lr,train_cls,train_latent,train_acc,val_cls,val_latent,val_acc,train_seconds,epoch_seconds\n"
-            f"1,5e-05,1.8,,0.3,1.7,,0.35,1.0,1.1\n2,5e-05,1.5,,0.45,1.6,,{acc},1.0,1.1\n")
+            HEADER + "".join(metrics_row(epoch, acc, latent) for epoch in range(1, epochs + 1)))
     if results is True:
         results = {"experiment": experiment, "teacher": None, "trials": trials}
     if results is not None:
@@ -134,6 +139,121 @@ def test_unfinished_and_broken_runs_are_listed_and_left_out(sweep, capsys, tmp_p
     assert "f_unfinished: 1 of 3 trials finished" in out.split("## Unfinished or broken runs")[1]
 
 
+DELETE = object()
+DEEP = "[" * 100_000 + "]" * 100_000
+ROWS = HEADER + metrics_row(1) + metrics_row(2)
+# A damaged copy of a valid run: (file, key path, value) edits, () the whole file; what the reason must say.
+DAMAGED = {
+    "args not an object": ([("args.json", (), "[1, 2]")], "args.json is [1, 2]; expected an object"),
+    "args nested deep": ([("args.json", (), '{"lam": 0.3, "argv": ' + DEEP + "}")], "unreadable args.json"),
+    "lam a string": ([("args.json", ("lam",), "abc")], "args.json lam is 'abc'; expected a number from 0 to 1"),
+    "lam above 1": ([("args.json", ("lam",), 1.5)], "args.json lam is 1.5"),
+    "lam NaN": ([("args.json", ("lam",), math.nan)], "args.json lam is nan"),
+    "lam missing": ([("args.json", ("lam",), DELETE)], "args.json has no lam"),
+    "n_times a string": ([("args.json", ("n_times",), "2")], "args.json n_times is '2'; expected an integer >= 1"),
+    "n_times 0": ([("args.json", ("n_times",), 0)], "args.json n_times is 0"),
+    "n_times a bool": ([("args.json", ("n_times",), True)], "args.json n_times is True"),
+    "n_times below the trials": ([("args.json", ("n_times",), 1)], "results.json has 2 trials; expected 1"),
+    "epochs a float": ([("args.json", ("epochs",), 2.0)], "args.json epochs is 2.0; expected an integer >= 1"),
+    "random_seed a string": ([("args.json", ("random_seed",), "4")], "args.json random_seed is '4'"),
+    "script a path": ([("args.json", ("script",), "../../x")], "args.json script is '../../x'"),
+    "script a number": ([("args.json", ("script",), 7)], "args.json script is 7; expected a script name"),
+    "option a list": ([("args.json", ("learning_rate",), [5e-5])], "args.json learning_rate is [5e-05]"),
+    "option an object": ([("args.json", ("mj_model",), {"name": "base"})], "args.json mj_model is {'name': 'base'}"),
+    "option infinite": ([("args.json", ("learning_rate",), math.inf)], "args.json learning_rate is inf"),
+    "option two lines": ([("args.json", ("mj_model",), "base\n| x |")], "args.json mj_model is 'base\\n| x |'"),
+    "results not an object": ([("results.json", (), "[]")], "results.json is []; expected an object"),
+    "results nested deep": ([("results.json", (), DEEP)], "unreadable results.json"),
+    "results a huge integer": ([("results.json", (), "9" * 5000)], "unreadable results.json"),
+    "results not UTF-8": ([("results.json", (), b"\xff\xfe{")], "unreadable results.json"),
+    "experiment a number": ([("results.json", ("experiment",), 3)], "results.json experiment is 3"),
+    "trials an object": ([("results.json", ("trials",), {})], "results.json trials is {}; expected a list"),
+    "summary a list": ([("results.json", ("summary",), [])], "results.json summary is []"),
+    "complete a string": ([("results.json", ("complete",), "yes")], "results.json complete is 'yes'"),
+    "trial not an object": ([("results.json", ("trials", 0), 5)], "results.json trials[0] is 5; expected an object"),
+    "trial a string": ([("results.json", ("trials", 0, "trial"), "0")], "results.json trials[0] trial is '0'"),
+    "trial out of place": ([("results.json", ("trials", 1, "trial"), 0)], "trials[1] trial is 0; expected 1"),
+    "seed a float": ([("results.json", ("trials", 0, "seed"), 4.0)], "results.json trials[0] seed is 4.0"),
+    "seed missing": ([("results.json", ("trials", 0, "seed"), DELETE)], "results.json trials[0] has no seed"),
+    "seed repeated": ([("results.json", ("trials", 1, "seed"), 4)], "results.json repeats a seed"),
+    "best_epoch 0": ([("results.json", ("trials", 0, "best_epoch"), 0)], "trials[0] best_epoch is 0"),
+    "best_epoch past epochs": ([("results.json", ("trials", 0, "best_epoch"), 3)], "expected at most 2"),
+    "best_epoch a string": ([("results.json", ("trials", 0, "best_epoch"), "1")], "trials[0] best_epoch is '1'"),
+    "test missing": ([("results.json", ("trials", 0, "test"), DELETE)], "results.json trials[0] test is None"),
+    "acc a string": ([("results.json", ("trials", 0, "test", "acc"), "0.9")], "trials[0] test acc is '0.9'"),
+    "acc in percent": ([("results.json", ("trials", 0, "test", "acc"), 90)], "trials[0] test acc is 90"),
+    "acc NaN": ([("results.json", ("trials", 0, "test", "acc"), math.nan)], "trials[0] test acc is nan"),
+    "uar null": ([("results.json", ("trials", 1, "test", "uar"), None)], "trials[1] test uar is None"),
+    "macro_f1 a bool": ([("results.json", ("trials", 0, "test", "macro_f1"), True)], "test macro_f1 is True"),
+    "metrics.csv missing": ([("trial1/metrics.csv", (), DELETE)], "no trial1/metrics.csv"),
+    "metrics.csv empty": ([("trial0/metrics.csv", (), "")], "trial0/metrics.csv does not start with the header"),
+    "metrics.csv header": ([("trial0/metrics.csv", (), ROWS.replace("val_acc", "acc"))], "does not start with"),
+    "metrics.csv epochs out of order": ([("trial0/metrics.csv", (), HEADER + metrics_row(2) + metrics_row(1))],
+                                        "trial0/metrics.csv row 1 is '2,5e-05,"),
+    "metrics.csv a cell short": ([("trial0/metrics.csv", (), ROWS.replace(",1.1\n", "\n", 1))],
+                                 "trial0/metrics.csv row 1 is"),
+    "metrics.csv a word": ([("trial0/metrics.csv", (), ROWS.replace("1.5", "abc", 1))],
+                           "trial0/metrics.csv row 1 train_cls is 'abc'; expected a finite number"),
+    "metrics.csv NaN": ([("trial0/metrics.csv", (), ROWS.replace("1.6", "nan", 1))], "row 1 val_cls is 'nan'"),
+    "metrics.csv no latent at lam > 0": ([("trial0/metrics.csv", (), HEADER + metrics_row(1, latent="") * 2)],
+                                         "trial0/metrics.csv row 1 train_latent is ''"),
+    "metrics.csv a field over the limit": ([("trial0/metrics.csv", (), ROWS + "3," + "9" * 200_000 + "\n")],
+                                           "unreadable trial0/metrics.csv: field larger than field limit"),
+    "metrics.csv an epoch too many": ([("trial0/metrics.csv", (), ROWS + metrics_row(3))],
+                                      "trial0 trained 3 epochs (trial0/metrics.csv), the run records 2"),
+    "metrics.csv one epoch short": ([("trial1/metrics.csv", (), HEADER + metrics_row(1))],
+                                    "trial1 trained 1 epoch (trial1/metrics.csv), the run records 2"),
+    "epochs grown on resume": ([("args.json", ("epochs",), 3), ("trial1/metrics.csv", (), ROWS + metrics_row(3))],
+                               "trial0 trained 2 epochs (trial0/metrics.csv), the run records 3 (args.json epochs)"),
+}
+
+
+def damage(folder, file, path, value):
+    """Set (or DELETE) the value at the key path of a JSON file, or replace (or DELETE) the whole file (path ())."""
+    target = folder / file
+    if not path and value is DELETE:
+        target.unlink()
+    elif not path:
+        target.write_bytes(value if isinstance(value, bytes) else value.encode())
+    else:
+        data = json.loads(target.read_text())
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        if value is DELETE:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+        target.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("edits, reason", DAMAGED.values(), ids=DAMAGED.keys())
+def test_a_damaged_run_is_listed_with_its_reason_and_left_out(tmp_path, capsys, edits, reason):
+    runs = tmp_path / "runs"
+    write_run(runs / "intact", "lam0", 0.0, BASELINE)
+    write_run(runs / "intact", "lam03", 0.3, LAM_03)
+    damaged = write_run(runs, "damaged", 0.3, {4: 0.9, 5: 0.3})  # would change the lam 0.3 group if it counted
+    for file, path, value in edits:
+        damage(damaged, file, path, value)
+    intact, _ = report_json(capsys, tmp_path, runs / "intact")
+    report, out = report_json(capsys, tmp_path, runs)
+    (skipped,) = report["skipped"]
+    assert skipped["run"] == str(damaged.resolve()) and reason in skipped["reason"], skipped["reason"]
+    assert "\n" not in skipped["reason"] and f"- {damaged.resolve()}: {skipped['reason']}" in out.splitlines()
+    assert {key: report[key] for key in ("distinguishing", "groups", "comparisons", "notes")} == \
+        {key: intact[key] for key in ("distinguishing", "groups", "comparisons", "notes")}
+
+
+def test_runs_that_trained_different_epochs_never_pool(tmp_path, capsys):
+    write_run(tmp_path, "lam0_2_epochs", 0.0, BASELINE)
+    write_run(tmp_path, "lam03_3_epochs", 0.3, LAM_03, epochs=3)
+    write_run(tmp_path, "lam03_2_epochs", 0.3, {4: 0.7})
+    report, _ = report_json(capsys, tmp_path, tmp_path)
+    assert sorted((g["settings"]["epochs"], g["settings"]["lam"], g["seeds"]) for g in report["groups"]) == \
+        [(2, 0.0, [1, 2, 3]), (2, 0.3, [4]), (3, 0.3, [1, 2, 3])]
+    assert report["comparisons"] == [] and report["skipped"] == []
+
+
 def test_one_seed_or_constant_differences_print_na(tmp_path, capsys):
     write_run(tmp_path, "lam0", 0.0, {1: 0.5, 2: 0.6})
     write_run(tmp_path, "lam05", 0.5, {1: 0.6, 2: 0.7})  # both differences 0.1: no variance
@@ -179,14 +299,22 @@ def test_plots_write_curves_and_a_lam_sweep(sweep, capsys, tmp_path):
     assert "lam_sweep_IEMOCAP_A2T.png" in out.split("## Plots")[1]
 
 
-@pytest.mark.parametrize("problem", ["missing", "empty"])
+@pytest.mark.parametrize("problem", ["missing", "empty", "too deep"])
 def test_bad_paths_exit_2_with_one_error_line(tmp_path, capsys, problem):
     path = tmp_path / "nothing_here"
-    if problem == "empty":
-        path.mkdir()
-    code, out, err = run_report(capsys, path)
+    folders = [] if problem == "missing" else [path]
+    while problem == "too deep" and len(folders) < 1100:  # deeper than Python's recursion limit
+        folders.append(folders[-1] / "d")
+    for folder in folders:
+        folder.mkdir()
+    try:
+        code, out, err = run_report(capsys, path)
+    finally:
+        for folder in reversed(folders):  # removed here: pytest's recursive rmtree would overflow
+            folder.rmdir()
     assert code == 2 and out == ""
     assert err.splitlines()[-1].startswith("report: error: ") and "Traceback" not in err
+    assert problem != "too deep" or "nests folders too deep to search" in err
 
 
 def test_the_report_runs_without_matplotlib_torch_or_the_project_packages(sweep):

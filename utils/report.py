@@ -8,6 +8,10 @@ into one group. Each trial is identified by its seed; a seed found in two runs o
 `results.json`, fewer finished trials than `n_times`, or `"complete": false` is listed with the reason
 and is left out of every number, its finished trials included.
 
+Every file is checked before it is used: a value the report uses that is not what the scripts write (see
+`check_args`, `check_trial`, `read_metrics`), or a trial whose metrics.csv does not hold one row per epoch
+1..`epochs`, makes the run broken, with a one-line reason naming the file.
+
 Printed on stdout as Markdown: the groups (mean ± population std, ddof 0, in percent), the paired
 differences of each lam > 0 group to the lam-0 group with otherwise equal options on their shared
 seeds (mean, 95 % Student-t confidence interval, paired t-test, wins/ties/losses, in percentage
@@ -33,7 +37,8 @@ points), and the unfinished or broken runs.
 validation cls loss and accuracy per epoch, every trial) and `lam_sweep_<script>.png` per set of
 groups that differ only in lam (≥ 2 values): test accuracy ± std against lam, lam 0 as a line.
 
-Bad input (a missing path, no run folder found) exits 2 with a last stderr line `report: error: ...`.
+Bad input (a missing path, no run folder found, a tree too deep to search) exits 2 with a last stderr
+line `report: error: ...`.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ import argparse
 import csv
 import json
 import math
+import reprlib
 import sys
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -63,6 +69,9 @@ IGNORED_OPTIONS = frozenset({
 METRICS = ("acc", "uar", "macro_f1")  # test metrics summarised per group; uar and macro_f1 are IEMOCAP's
 METRIC_HEADERS = {"acc": "test acc %", "uar": "UAR %", "macro_f1": "macro-F1 %"}
 EQUAL = 1e-12  # accuracies equal up to float rounding count as a tie / as no variation
+# The header utils/loop.py writes (not imported from there: it needs torch).
+METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
+                   "train_seconds", "epoch_seconds")
 
 
 @dataclass
@@ -71,10 +80,11 @@ class Run:
     args: dict[str, Any]
     experiment: str
     trials: list[dict[str, Any]]
+    curves: list[dict[str, tuple[float | None, ...]]]  # per trial, the columns of its metrics.csv
 
     @property
     def script(self) -> str:
-        return str(self.args.get("script") or self.folder.parent.name)
+        return self.args["script"]
 
 
 @dataclass
@@ -86,7 +96,7 @@ class Group:
 
     @property
     def lam(self) -> float:
-        return float(self.settings.get("lam") or 0.0)
+        return float(self.settings["lam"])
 
 
 def find_run_folders(paths: Sequence[str]) -> list[Path]:
@@ -96,7 +106,10 @@ def find_run_folders(paths: Sequence[str]) -> list[Path]:
         path = Path(name)
         if not path.exists():
             raise InputError(f"{name} does not exist; expected a run folder or a folder that holds run folders")
-        found.update(args_file.parent.resolve() for args_file in path.rglob("args.json"))
+        try:
+            found.update(args_file.parent.resolve() for args_file in path.rglob("args.json"))
+        except RecursionError:  # pathlib searches a tree by recursion
+            raise InputError(f"{name} nests folders too deep to search; expected run folders") from None
     if not found:
         raise InputError(f"no run folder (a folder with args.json) found under {' '.join(paths)}")
     return sorted(found)
@@ -108,31 +121,140 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"no {path.name}")
     try:
         return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    # ValueError: not UTF-8 or JSON, or an integer of over 4300 digits; RecursionError: nested thousands deep
+    except (OSError, ValueError, RecursionError) as error:
         raise ValueError(f"unreadable {path.name}: {error}") from None
 
 
+def is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no count
+
+
+def is_count(value: Any) -> bool:
+    return is_integer(value) and value >= 1
+
+
+def is_fraction(value: Any) -> bool:
+    return (is_integer(value) or isinstance(value, float)) and 0 <= value <= 1  # so never NaN or infinite
+
+
+def is_line(value: Any) -> bool:
+    return isinstance(value, str) and value.isprintable()  # prints on one line of the Markdown
+
+
+def is_scalar(value: Any) -> bool:
+    """What the scripts record for an option: a one-line string, a finite number, a bool or null."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, int) or is_line(value)  # int: bools too
+
+
+def is_name(value: Any) -> bool:
+    return isinstance(value, str) and value.isidentifier()  # part of the plots' file names: no "/" or ".."
+
+
+def checked(record: Any, name: str, valid: Callable[[Any], bool], expected: str, where: str) -> Any:
+    """record[name] if record is an object and valid(record[name]); else ValueError saying which and why."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where} is {reprlib.repr(record)}; expected an object")
+    if name not in record:
+        raise ValueError(f"{where} has no {name}; expected {expected}")
+    if not valid(record[name]):
+        raise ValueError(f"{where} {name} is {reprlib.repr(record[name])}; expected {expected}")
+    return record[name]
+
+
+def check_args(args: Any) -> None:
+    """The args.json values the report uses, and every option it groups on."""
+    checked(args, "lam", is_fraction, "a number from 0 to 1", "args.json")
+    checked(args, "n_times", is_count, "an integer >= 1", "args.json")
+    checked(args, "epochs", is_count, "an integer >= 1", "args.json")
+    checked(args, "random_seed", is_integer, "an integer", "args.json")
+    checked(args, "script", is_name, "a script name", "args.json")
+    for name in args:
+        if name not in IGNORED_OPTIONS:
+            checked(args, name, is_scalar, "a string, number, bool or null", "args.json")
+
+
+def check_trial(trial: Any, k: int, epochs: int) -> None:
+    """trials[k] of a results.json: its place, seed, best epoch and test metrics as the scripts write them."""
+    where = f"results.json trials[{k}]"
+    if checked(trial, "trial", is_integer, f"{k}", where) != k:
+        raise ValueError(f"{where} trial is {trial['trial']}; expected {k}, its place in the list")
+    checked(trial, "seed", is_integer, "an integer", where)
+    if checked(trial, "best_epoch", is_count, "an integer >= 1", where) > epochs:
+        raise ValueError(f"{where} best_epoch is {trial['best_epoch']}; expected at most {epochs} (args.json epochs)")
+    test = trial.get("test")
+    for metric in METRICS:  # acc first: checking it rejects a test that is not an object
+        if metric == "acc" or metric in test:  # uar and macro_f1 are IEMOCAP's
+            checked(test, metric, is_fraction, "a number from 0 to 1", f"{where} test")
+
+
+def metrics_cell(cell: str, column: str, lam: float, where: str) -> float | None:
+    """A metrics.csv cell as a finite number; the latent cells are empty without a teacher (lam 0)."""
+    if cell == "" and lam == 0 and column.endswith("_latent"):
+        return None
+    try:
+        number = float(cell)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{where} {column} is {reprlib.repr(cell)}; expected a finite number")
+    return number
+
+
+def read_metrics(path: Path, epochs: int, lam: float) -> dict[str, tuple[float | None, ...]]:
+    """The columns of a trialK/metrics.csv: the scripts' header, then one row per epoch 1..epochs."""
+    where = f"{path.parent.name}/{path.name}"
+    if not path.is_file():  # also keeps open() from waiting on a FIFO
+        raise ValueError(f"no {where}; expected one row per epoch")
+    rows = []
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.reader(handle)
+            if tuple(next(reader, ())) != METRICS_COLUMNS:
+                raise ValueError(f"{where} does not start with the header {','.join(METRICS_COLUMNS)}")
+            for epoch, row in enumerate(reader, 1):
+                if len(row) != len(METRICS_COLUMNS) or row[0] != str(epoch):
+                    raise ValueError(f"{where} row {epoch} is {reprlib.repr(','.join(row))}; expected epoch "
+                                     f"{epoch} and {len(METRICS_COLUMNS)} cells")
+                rows.append(tuple(metrics_cell(cell, column, lam, f"{where} row {epoch}")
+                                  for column, cell in zip(METRICS_COLUMNS, row)))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:  # csv.Error: a field over the csv module's limit
+        raise ValueError(f"unreadable {where}: {error}") from None
+    if len(rows) != epochs:
+        raise ValueError(f"{path.parent.name} trained {len(rows)} epoch{'s' * (len(rows) != 1)} ({where}), the run "
+                         f"records {epochs} (args.json epochs)")
+    return dict(zip(METRICS_COLUMNS, zip(*rows)))
+
+
 def load_run(folder: Path) -> Run:
-    """A finished run; ValueError with the reason when it is unfinished or broken."""
+    """A finished run whose files hold what the scripts write; ValueError with the reason otherwise."""
     args, results = read_json(folder / "args.json"), read_json(folder / "results.json")
-    if not isinstance(args, dict):
-        raise ValueError("args.json is not an object")
-    if not isinstance(results, dict) or not isinstance(results.get("experiment"), str):
-        raise ValueError("results.json has no experiment")
-    trials = results.get("trials")
+    check_args(args)
+    experiment = checked(results, "experiment", is_line, "a one-line string", "results.json")
+    trials, summary = results.get("trials"), results.get("summary")
+    complete = results.get("complete", True)  # no flag: the trial count decides
     if not isinstance(trials, list):
-        raise ValueError("results.json has no list of trials")
-    for trial in trials:
-        test = trial.get("test") if isinstance(trial, dict) else None
-        if not isinstance(test, dict) or not isinstance(trial.get("seed"), int) or \
-                not isinstance(test.get("acc"), (int, float)):
-            raise ValueError("results.json has a trial without seed or test acc")
-    finished, wanted = len(trials), args.get("n_times", 1)
-    if results.get("complete") is False:
+        raise ValueError(f"results.json trials is {reprlib.repr(trials)}; expected a list")
+    if not isinstance(summary, (dict, type(None))):
+        raise ValueError(f"results.json summary is {reprlib.repr(summary)}; expected an object or null")
+    if not isinstance(complete, bool):
+        raise ValueError(f"results.json complete is {reprlib.repr(complete)}; expected true or false")
+    finished, wanted = len(trials), args["n_times"]
+    if not complete:
         raise ValueError(f'results.json says "complete": false ({finished} of {wanted} trials finished)')
     if finished < wanted:
         raise ValueError(f"{finished} of {wanted} trials finished")
-    return Run(folder, args, results["experiment"], trials)
+    if finished > wanted:
+        raise ValueError(f"results.json has {finished} trials; expected {wanted} (args.json n_times)")
+    for k, trial in enumerate(trials):
+        check_trial(trial, k, args["epochs"])
+    if len({trial["seed"] for trial in trials}) < finished:  # pooling by seed would drop a trial unnoticed
+        raise ValueError("results.json repeats a seed; expected one seed per trial")
+    curves = [read_metrics(folder / f"trial{k}" / "metrics.csv", args["epochs"], args["lam"])
+              for k in range(finished)]
+    return Run(folder, args, experiment, trials, curves)
 
 
 def group_key(experiment: str, settings: dict[str, Any]) -> str:
@@ -179,7 +301,7 @@ def group_record(group: Group) -> dict[str, Any]:
                                                     "values": [float(value) for value in values]}
     return {"experiment": group.experiment, "settings": group.settings,
             "runs": [str(run.folder) for run in group.runs], "seeds": seeds, "n": len(seeds),
-            "best_epochs": [trial.get("best_epoch") for trial in trials], "test": test}
+            "best_epochs": [trial["best_epoch"] for trial in trials], "test": test}
 
 
 def paired_difference(group: Group, baseline: Group, seeds: list[int]) -> dict[str, Any]:
@@ -314,17 +436,6 @@ def write_csv(report: dict[str, Any], path: Path) -> None:
                              "wins": record["wins"], "ties": record["ties"], "losses": record["losses"]})
 
 
-def read_curves(csv_path: Path) -> dict[str, list[float]]:
-    """The columns of a trialK/metrics.csv as float lists ({} when the file is missing or unreadable)."""
-    try:
-        with open(csv_path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return {name: [float(row[name]) for row in rows]
-                for name in ("epoch", "train_cls", "val_cls", "train_acc", "val_acc")}
-    except (OSError, KeyError, TypeError, ValueError):
-        return {}
-
-
 def unique_path(directory: Path, stem: str, taken: set[Path]) -> Path:
     """directory/stem.png, or stem_2.png ... when this report already wrote that name."""
     path, k = directory / f"{stem}.png", 2
@@ -340,27 +451,21 @@ def save_figure(plt: Any, figure: Any, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_curves(plt: Any, run: Run, path: Path) -> bool:
-    """Loss and accuracy per epoch of every trial of a run; False when no trial has metrics."""
-    curves = [(k, trial["seed"], read_curves(run.folder / f"trial{trial.get('trial', k)}" / "metrics.csv"))
-              for k, trial in enumerate(run.trials)]
-    curves = [curve for curve in curves if curve[2]]
-    if not curves:
-        return False
+def plot_curves(plt: Any, run: Run, path: Path) -> None:
+    """Loss and accuracy per epoch of every trial of a run."""
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, seed, metrics in curves:
+    for k, (trial, metrics) in enumerate(zip(run.trials, run.curves)):
         for split, style in (("train", "-"), ("val", "--")):
-            label = f"seed {seed} {split}"
+            label = f"seed {trial['seed']} {split}"
             loss_axes.plot(metrics["epoch"], metrics[f"{split}_cls"], style, color=f"C{k}", label=label)
             acc_axes.plot(metrics["epoch"], [100 * a for a in metrics[f"{split}_acc"]], style, color=f"C{k}",
                           label=label)
-    loss_axes.set(xlabel="epoch", ylabel="cls loss", title=f"{run.experiment}, lam {run.args.get('lam')}")
+    loss_axes.set(xlabel="epoch", ylabel="cls loss", title=f"{run.experiment}, lam {run.args['lam']}")
     acc_axes.set(xlabel="epoch", ylabel="accuracy %", title=run.folder.name)
     acc_axes.legend(fontsize="small")
     for axes in (loss_axes, acc_axes):
         axes.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     save_figure(plt, figure, path)
-    return True
 
 
 def plot_sweep(plt: Any, sweep: list[Group], path: Path) -> None:
@@ -391,8 +496,8 @@ def write_plots(runs: list[Run], groups: list[Group], directory: Path) -> list[P
     written = []
     for run in runs:
         path = unique_path(directory, f"curves_{run.script}_{run.folder.name}", taken)
-        if plot_curves(plt, run, path):
-            written.append(path)
+        plot_curves(plt, run, path)
+        written.append(path)
     sweeps: dict[str, list[Group]] = {}  # groups of one experiment whose options differ only in lam
     for group in groups:
         sweeps.setdefault(group_key(group.experiment, {**group.settings, "lam": None}), []).append(group)
