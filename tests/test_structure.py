@@ -43,7 +43,7 @@ class DigitImages(Dataset):
 
 def collate_digits(items: list[tuple[torch.Tensor, int, int]]) -> Batch:
     return Batch({"x": torch.stack([item[0] for item in items])}, torch.tensor([item[1] for item in items]),
-                 torch.tensor([item[2] for item in items]))
+                 np.array([item[2] for item in items]))
 
 
 class DigitSplits:

@@ -157,6 +157,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
                      help="autocast: bf16 (CPU or CUDA) or fp16 (CUDA, with a gradient scaler)")
     run.add_argument("--deterministic", action="store_true", help="deterministic kernels (cudnn, cuBLAS)")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the student's training step (its first steps compile it: a minute or more)")
     run.add_argument("--subset", type=positive_int, help="keep the first N samples of each split")
     run.add_argument("--split_file", type=path_text, help="reuse the split.json of an earlier trial")
     run.add_argument("--demo", action="store_true", help="run on the built-in small data and models")

@@ -24,7 +24,17 @@ from tqdm import tqdm
 from utils.experiment import InputError, NonFiniteLossError
 from utils.metrics import MetricAccumulator
 from utils.precise_bn import recompute_batchnorm_statistics
-from utils.processes import autocast, barrier, gather_objects, is_main, rank, share, world_size
+from utils.processes import (
+    autocast,
+    barrier,
+    compile_seconds,
+    gather_objects,
+    is_main,
+    on_device,
+    rank,
+    share,
+    world_size,
+)
 from utils.run_folder import save_torch_atomically, write_csv_atomically
 from utils.trial import Trial
 
@@ -52,15 +62,15 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> di
             own = share(len(batch.labels))  # this process's part of the global batch: all of it in one process
             if own.start == own.stop:
                 continue
-            inputs = {name: value[own].to(trial.device, non_blocking=True) for name, value in batch.inputs.items()}
+            inputs = {name: on_device(value[own], trial.device) for name, value in batch.inputs.items()}
             labels = batch.labels[own].to(trial.device, non_blocking=True)
             with autocast(trial.device, trial.amp_dtype):
                 logits, feature = model(**inputs)
             target = None
             if trial.teacher_features is not None:
-                positions = batch.positions.numpy()
                 # Training: the drawn partners' inputs; evaluation: the sample's own (a diagnostic).
-                keys = trial.partners.draw(positions) if training else trial.splits[split].teacher_keys[positions]
+                keys = (trial.partners.draw(batch.positions) if training
+                        else trial.splits[split].teacher_keys[batch.positions])
                 target = trial.teacher_features(keys[own])
             terms = trial.objective(logits, labels, feature, target)
             if training:
@@ -103,11 +113,16 @@ def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str],
     checkpoint = trial_dir / "best.pt"
     progress = progress and is_main()
     write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
+    compiling = compile_seconds()
     for epoch in range(done.epoch + 1, epochs + 1):
         lr = trial.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         train = run_epoch(trial, "train", f"epoch {epoch}", progress)
         train_seconds = time.perf_counter() - start
+        if compile_seconds() > compiling and is_main():  # --compile: its first steps compiled the step
+            print(f"compile: torch.compile compiled the training step of {type(trial.student).__name__} in "
+                  f"{compile_seconds() - compiling:.1f} s (graph capture, forward and backward code)", file=sys.stderr)
+            compiling = compile_seconds()
         if "precise_bn" in trial.loaders:  # saved with the weights in best.pt: the test uses them as they are
             recompute_batchnorm_statistics(trial.student, trial.loaders["precise_bn"], trial.device, trial.amp_dtype)
         val = run_epoch(trial, "val", f"epoch {epoch}", progress)
