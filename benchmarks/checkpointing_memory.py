@@ -9,19 +9,54 @@ random init). On the CPU, the resident set's high-water mark (Linux); on CUDA, m
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, the root is not on the path
 import torch  # noqa: E402
-from teacher_cost import peak_increase, table  # noqa: E402  (this folder's own benchmark)
+from teacher_cost import table  # noqa: E402  (this folder's own benchmark)
 
 from models.pretrained import RANDOM  # noqa: E402
 from models.text import BertTextStudent  # noqa: E402
 from models.wav2vec2 import Wav2Vec2AudioStudent  # noqa: E402
 
 BATCH = 4
+
+
+def _proc_status_kib(field_name: str) -> int:
+    return int(re.search(rf"^{field_name}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
+@contextlib.contextmanager
+def peak_increase(device: torch.device) -> Iterator[dict[str, int]]:
+    """Bytes a block adds to memory at its peak: CUDA max allocated, or the CPU resident set's high-water
+    mark (Linux: /proc/self/clear_refs resets it, unlike the monotone ru_maxrss) over the start."""
+    gc.collect()
+    result: dict[str, int] = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        # glibc keeps freed heap pages resident: without returning them a step could reuse an earlier
+        # step's pages unseen.
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        base = 1024 * _proc_status_kib("VmRSS")
+    yield result
+    if device.type == "cuda":
+        result["bytes"] = torch.cuda.max_memory_allocated(device) - base
+    else:
+        result["bytes"] = 1024 * _proc_status_kib("VmHWM") - base
 
 
 def wav2vec2_step(checkpointing: bool, device: torch.device) -> tuple[torch.nn.Module, dict]:
