@@ -36,6 +36,7 @@ from utils.processes import (
     world_size,
 )
 from utils.run_folder import save_torch_atomically, write_csv_atomically
+from utils.tensorboard_log import TensorBoardLog
 from utils.trial import Trial
 
 METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
@@ -44,10 +45,11 @@ STATE_FILE = "train_state.pt"
 _STAGES = {"train": "training", "val": "validation", "test": "test"}
 
 
-def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> dict:
+def run_epoch(trial: Trial, split: str, when: str, progress: bool = False,
+              step_losses: list[torch.Tensor] | None = None) -> dict:
     """One pass over a split of the trial: a training epoch ("train") or an evaluation ("val", "test"), `when`
     naming it in messages. Returns the split's metrics; a non-finite loss or prediction ends the run
-    (NonFiniteLossError, exit 1).
+    (NonFiniteLossError, exit 1). A training epoch appends each step's loss to `step_losses` (on the device).
 
     With several processes each reads the whole global batch and computes its share: the partners are drawn
     for the whole global batch, as a single process draws them, and the loss is weighted by the share's
@@ -85,6 +87,8 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> di
                 else:
                     loss.backward()
                     trial.optimizer.step()
+                if step_losses is not None:
+                    step_losses.append(terms.loss.detach())
             metrics.add(terms.cls, terms.latent, logits, labels)
     metrics = metrics.across_processes()
     if not metrics.finite():
@@ -106,10 +110,10 @@ class Progress:
 
 
 def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str], None], progress: bool,
-                done: Progress) -> dict:
+                done: Progress, board: TensorBoardLog | None = None) -> dict:
     """Train the epochs after `done.epoch` up to `epochs`, keep the best validation epoch's weights, test them;
     return the trial's record. After each epoch the training state is saved in `trial_dir`, so an interrupted
-    trial can continue exactly (`--resume`)."""
+    trial can continue exactly (`--resume`), and then the epoch goes to `board` (--tensorboard)."""
     checkpoint = trial_dir / "best.pt"
     progress = progress and is_main()
     write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
@@ -117,7 +121,8 @@ def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str],
     for epoch in range(done.epoch + 1, epochs + 1):
         lr = trial.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        train = run_epoch(trial, "train", f"epoch {epoch}", progress)
+        step_losses = [] if board is not None else None
+        train = run_epoch(trial, "train", f"epoch {epoch}", progress, step_losses)
         train_seconds = time.perf_counter() - start
         if compile_seconds() > compiling and is_main():  # --compile: its first steps compiled the step
             print(f"compile: torch.compile compiled the training step of {type(trial.student).__name__} in "
@@ -139,6 +144,8 @@ def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str],
         trial.scheduler.step()
         done.epoch = epoch
         save_training_state(trial_dir / STATE_FILE, trial, done)
+        if board is not None:
+            board.epoch(epoch, lr, train, val, train_seconds, step_losses)
     barrier()  # the first process wrote best.pt
     test = evaluate_checkpoint(trial, checkpoint, log, progress)
     return {"best_epoch": done.best_epoch, "val": done.best_val, "test": test, "checkpoint": str(checkpoint)}

@@ -64,7 +64,7 @@ from utils.experiment import InputError
 IGNORED_OPTIONS = frozenset({
     "random_seed", "n_times", "output_dir", "num_workers", "no_progress", "device", "gpu_ids", "cache_dir",
     "teacher_cache", "demo_dir", "version", "argv", "git_commit", "resume", "eval_only", "script", "deterministic",
-    "processes", "resumed",
+    "processes", "resumed", "run_name", "tensorboard", "compile",
 })
 METRICS = ("acc", "uar", "macro_f1")  # test metrics summarised per group; uar and macro_f1 are IEMOCAP's
 METRIC_HEADERS = {"acc": "test acc %", "uar": "UAR %", "macro_f1": "macro-F1 %"}
