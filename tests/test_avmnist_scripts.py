@@ -73,12 +73,14 @@ def test_same_seed_same_numbers_and_trials_differ(v2a_runs):
     assert first["trials"][0]["test"] != first["trials"][1]["test"]
 
 
-def test_a2v_readme_command_with_local_wav2vec2(avmnist, tiny_models, tmp_path):
-    process = run_script("AVMNIST_A2V.py", *README_AVMNIST, "--data_root", str(avmnist), "--teacher_path",
-                         tiny_models["wav2vec2"], *TINY_BUDGET, "--output_dir", str(tmp_path))
-    results = results_of(process)
-    assert "--mj_model 'resnet18' is not one of base, large" in process.stderr  # the README passes resnet18
-    assert process.stdout.splitlines()[-1].endswith(" AVMNIST A->V")
+def test_a2v_readme_command_with_local_wav2vec2(avmnist, tiny_models, tmp_path, capsys):
+    code, out, err = run_in_process("AVMNIST_A2V.py", [*README_AVMNIST, "--data_root", str(avmnist), "--teacher_path",
+                                                       tiny_models["wav2vec2"], *TINY_BUDGET, "--output_dir",
+                                                       str(tmp_path)], capsys)
+    assert code == 0, err[-3000:]
+    results = results_in(tmp_path)
+    assert "--mj_model 'resnet18' is not one of base, large" in err  # the README passes resnet18
+    assert out.splitlines()[-1].endswith(" AVMNIST A->V")
     assert results["teacher"]["dim"] == 32 and results["teacher"]["name"] == "wav2vec2-base"
     for trial in results["trials"]:
         assert trial["val"]["acc"] > 0.5 and trial["test"]["acc"] > 0.5  # chance is 0.1

@@ -9,28 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import REPO, last_line, run_in_process
+from tests.helpers import REPO, interrupt_at_step, last_line, run_in_process
 from utils.tensorboard_log import SMOOTHING_STEPS
 
 EPOCHS = 3
 COLUMNS = {"train/cls_loss": "train_cls", "train/latent_loss": "train_latent", "train/acc": "train_acc",
            "val/cls_loss": "val_cls", "val/latent_loss": "val_latent", "val/acc": "val_acc", "train/lr": "lr"}
-
-
-def interrupt_at_step(monkeypatch, n):
-    """Ctrl-C (what SIGINT raises in Python; a pre-empted job gets SIGTERM, then SIGKILL) at the n-th step."""
-    original, calls = torch.optim.Adam.step, []
-
-    def step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == n:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", step)
 
 
 @pytest.fixture

@@ -51,17 +51,20 @@ def test_t2a_split_records_stems_and_labels(t2a_runs):
     assert stem.startswith("Ses0") and 0 <= label < 6
 
 
-def test_a2t_readme_command_learns_and_trials_differ(iemocap, tiny_models, tmp_path):
+def test_a2t_readme_command_learns_and_trials_differ(iemocap, tiny_models, tmp_path, capsys):
     audio_dir, text_dir = str(iemocap), str(iemocap / "IEMOCAP" / "texts")
-    process = run_script("IEMOCAP_A2T.py", *README_IEMOCAP, "--audio_dir", audio_dir, "--text_dir", text_dir,
-                         "--mj_model", "base", "--teacher_path", tiny_models["wav2vec2"], "--student_path",
-                         tiny_models["bert"], *TINY_BUDGET, "--n_times", "2", "--output_dir", str(tmp_path))
-    results = results_of(process)
-    assert process.stdout.splitlines()[-1].endswith(" IEMOCAP A->T")
+    code, out, err = run_in_process("IEMOCAP_A2T.py", [
+        *README_IEMOCAP, "--audio_dir", audio_dir, "--text_dir", text_dir, "--mj_model", "base", "--teacher_path",
+        tiny_models["wav2vec2"], "--student_path", tiny_models["bert"], *TINY_BUDGET, "--n_times", "2",
+        "--output_dir", str(tmp_path)], capsys)
+    assert code == 0, err[-3000:]
+    results = results_in(tmp_path)
+    assert out.splitlines()[-1].endswith(" IEMOCAP A->T")
     assert results["teacher"]["name"] == "wav2vec2-base"
     assert results["summary"]["test_acc_mean"] > 0.4
     assert results["trials"][0]["test"] != results["trials"][1]["test"]
-    split = json.loads((run_folder(process) / "trial0" / "split.json").read_text())
+    (split_file,) = tmp_path.rglob("trial0/split.json")
+    split = json.loads(split_file.read_text())
     assert [len(split[k]) for k in ("train", "val", "test")] == [90, 12, 18]  # 75/10/15
 
 
