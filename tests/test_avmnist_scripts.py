@@ -66,8 +66,8 @@ def test_trials_differ(v2a_run):
 
 def test_a2v_readme_command_with_local_wav2vec2(avmnist, tiny_models, tmp_path, capsys):
     code, out, err = run_in_process("AVMNIST_A2V.py", [*README_AVMNIST, "--data_root", str(avmnist), "--teacher_path",
-                                                       tiny_models["wav2vec2"], *TINY_BUDGET, "--output_dir",
-                                                       str(tmp_path)], capsys)
+                                                       tiny_models["wav2vec2"], *TINY_BUDGET, "--subset", "32",
+                                                       "--output_dir", str(tmp_path)], capsys)
     assert code == 0, err[-3000:]
     results = results_in(tmp_path)
     assert "--mj_model 'resnet18' is not one of base, large" in err  # the README passes resnet18
