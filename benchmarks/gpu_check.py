@@ -315,8 +315,8 @@ def main() -> int:
 
     total = time.perf_counter() - STARTED
     device_name = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"\n== GPU check: device {device} ({device_name}), torch {torch.__version__}; steps: measurements of {plan.steps} "
-          f"step(s), {plan.rounds} round(s) ==")
+    print(f"\n== GPU check: device {device} ({device_name}), torch {torch.__version__}; steps: measurements of "
+          f"{plan.steps} step(s), {plan.rounds} round(s) ==")
     print(text_table(["check", "experiment", "setting", "result"],
                      [[row["check"], row["experiment"], row["setting"], row["result"]] for row in rows]))
     print(f"total {total:.0f} s")

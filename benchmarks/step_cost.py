@@ -52,7 +52,7 @@ from datasets.avmnist import TRAIN_SHARE  # noqa: E402
 from datasets.tools.synthetic import write_synthetic_avmnist  # noqa: E402
 from datasets.tools.synthetic_iemocap import write_synthetic_iemocap  # noqa: E402
 from utils.experiment import Batch  # noqa: E402
-from utils.loop import run_epoch  # noqa: E402
+from utils.loop import optimizer_step, run_epoch  # noqa: E402
 from utils.processes import autocast, compile_seconds, on_device, resolve_device  # noqa: E402
 from utils.trial import Trial, Trials  # noqa: E402
 
@@ -124,15 +124,7 @@ def limit_steps(trial: Trial, batch: Batch, steps: int) -> None:
     for _ in range(steps):
         with autocast(trial.device, trial.amp_dtype):
             logits, feature = trial.trained(**batch.inputs)
-        loss = trial.objective(logits, batch.labels, feature, None).loss
-        trial.optimizer.zero_grad(set_to_none=True)
-        if trial.scaler is not None:
-            trial.scaler.scale(loss).backward()
-            trial.scaler.step(trial.optimizer)
-            trial.scaler.update()
-        else:
-            loss.backward()
-            trial.optimizer.step()
+        optimizer_step(trial, trial.objective(logits, batch.labels, feature, None).loss)
 
 
 def warm_up(trial: Trial) -> float:

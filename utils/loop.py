@@ -79,14 +79,7 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False,
                 loss = terms.loss
                 if world_size() > 1:
                     loss = loss * (len(labels) * world_size() / len(batch.labels))
-                trial.optimizer.zero_grad(set_to_none=True)
-                if trial.scaler is not None:
-                    trial.scaler.scale(loss).backward()
-                    trial.scaler.step(trial.optimizer)
-                    trial.scaler.update()
-                else:
-                    loss.backward()
-                    trial.optimizer.step()
+                optimizer_step(trial, loss)
                 if step_losses is not None:
                     step_losses.append(terms.loss.detach())
             metrics.add(terms.cls, terms.latent, logits, labels)
@@ -96,6 +89,18 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False,
                                  f"(cls {float(metrics.cls_sum) / metrics.count:.4g}); expected finite values: "
                                  "try a lower --learning_rate or --amp none")
     return metrics.summary(trial.experiment.num_classes, trial.experiment.detailed_metrics)
+
+
+def optimizer_step(trial: Trial, loss: torch.Tensor) -> None:
+    """The backward pass and the optimizer's step (through the gradient scaler with --amp fp16)."""
+    trial.optimizer.zero_grad(set_to_none=True)
+    if trial.scaler is not None:
+        trial.scaler.scale(loss).backward()
+        trial.scaler.step(trial.optimizer)
+        trial.scaler.update()
+    else:
+        loss.backward()
+        trial.optimizer.step()
 
 
 @dataclass
