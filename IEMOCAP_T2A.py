@@ -87,7 +87,7 @@ def build_experiment(args: argparse.Namespace) -> Experiment:
 
 def build_student(args: argparse.Namespace, dim: int) -> Student:
     student = Wav2Vec2AudioStudent(dim, args.classes, args.student_path, args.gradient_checkpointing)
-    return Student(student, WaveformCollate(student.min_input_samples))
+    return Student(student, WaveformCollate(student.min_input_samples, student.min_frame_samples))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

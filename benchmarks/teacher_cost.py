@@ -119,14 +119,14 @@ class Cost:
         return statistics.median(x / y for x, y in zip(self.seconds[top], self.seconds[bottom]))
 
 
-def measure_cost(script: ModuleType, argv: list[str], rounds: int, work: Path) -> Cost:
+def measure_cost(script: ModuleType, argv: list[str], rounds: int) -> Cost:
     """Build the trials of modes a, b and c, train each one epoch to warm up, then time them in rounds."""
     trials, features = {}, {}
     for mode, extra in MODES.items():
         args = script.parse_args([*argv, *extra])
         builder = Trials(script.build_experiment(args), args)
-        (work / mode).mkdir(parents=True)
-        trials[mode], features[mode] = builder.build(args.random_seed, work / mode), builder.features
+        trials[mode] = builder.build(args.random_seed, builder.split_record(args.random_seed))
+        features[mode] = builder.features
         run_epoch(trials[mode], "train", "the warm-up")  # lazy initialisation and first allocations
     works = {mode: partial(run_epoch, trial, "train", "a timed epoch") for mode, trial in trials.items()}
     works["loader"] = partial(read_loader, trials["b"].loaders["train"])
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "--output_dir", str(work / "runs")]
             print(f"[{time.perf_counter() - started:4.0f} s] {name}: timings", file=sys.stderr, flush=True)
             random_models = [part for option in MODELS[name] for part in (option, "random")]
-            costs.append(measure_cost(script, [*argv, *random_models], plan.rounds, work / "trials" / name))
+            costs.append(measure_cost(script, [*argv, *random_models], plan.rounds))
             print(f"[{time.perf_counter() - started:4.0f} s] {name}: accuracy", file=sys.stderr, flush=True)
             tiny_models = [part for option, model in MODELS[name].items() for part in (option, str(tiny[model]))]
             check = [*argv, *tiny_models, "--epochs", str(plan.epochs), "--n_times", "1"]

@@ -239,7 +239,8 @@ def collate_arrays(items: list[tuple[torch.Tensor, int, int]]) -> Batch:
     ones were scaled when loaded)."""
     inputs = torch.stack([item[0] for item in items])
     inputs = inputs.float() / 255.0 if inputs.dtype == torch.uint8 else inputs.float()
-    return Batch({"x": inputs}, torch.tensor([item[1] for item in items]), torch.tensor([item[2] for item in items]))
+    return Batch({"x": inputs}, torch.tensor([item[1] for item in items]),
+                 np.array([item[2] for item in items], dtype=np.int64))
 
 
 class AvmnistSplits:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.audio import check_wav, read_waveform
-from utils.experiment import Batch
+from utils.experiment import Batch, InputError
 from utils.teacher_features import fingerprint_of, hash_files
 
 
@@ -80,20 +80,28 @@ class LabelledItems(Dataset):
         return (self.transform(item) if self.transform else item), int(self.labels[index]), position
 
 
-def _labels_positions(items: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.tensor([item[1] for item in items]), torch.tensor([item[2] for item in items])
+def _labels_positions(items: list[tuple]) -> tuple[torch.Tensor, np.ndarray]:
+    return torch.tensor([item[1] for item in items]), np.array([item[2] for item in items], dtype=np.int64)
 
 
 class WaveformCollate:
     """Pads a batch of waveforms to at least `min_length` samples: the student's time masking needs
-    `mask_time_length` frames, so even a batch of very short utterances is padded that far."""
+    `mask_time_length` frames, so even a batch of very short utterances is padded that far. Each utterance
+    needs `shortest` samples (one frame of the student); its length also goes to the student, on the host
+    (`sample_lengths`), so that the student need not read it back from the device."""
 
-    def __init__(self, min_length: int) -> None:
-        self.min_length = min_length
+    def __init__(self, min_length: int, shortest: int) -> None:
+        self.min_length, self.shortest = min_length, shortest
 
     def __call__(self, items: list[tuple]) -> Batch:
-        values, mask = pad_waveforms([item[0] for item in items], self.min_length)
-        return Batch({"input_values": values, "attention_mask": mask}, *_labels_positions(items))
+        waveforms = [item[0] for item in items]
+        lengths = np.array([len(wave) for wave in waveforms], dtype=np.int64)
+        if lengths.min() < self.shortest:
+            raise InputError(f"an utterance has {lengths.min()} samples, fewer than the {self.shortest} of one frame "
+                             "of the wav2vec2 student; expected longer utterances (or a larger --max_audio_seconds)")
+        values, mask = pad_waveforms(waveforms, self.min_length)
+        return Batch({"input_values": values, "attention_mask": mask, "sample_lengths": lengths},
+                     *_labels_positions(items))
 
 
 class TokenizingCollate:

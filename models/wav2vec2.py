@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
+from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
 from models.heads import IemocapAudioHead, masked_mean
 from models.pretrained import (
@@ -54,6 +55,14 @@ def min_samples_for_frames(config: Wav2Vec2Config, frames: int) -> int:
     for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
         samples = (samples - 1) * stride + kernel
     return samples
+
+
+def frames_of(config: Wav2Vec2Config, samples: np.ndarray) -> np.ndarray:
+    """The frames the conv feature encoder of ``config`` makes of inputs of ``samples`` samples, on the host."""
+    frames = samples
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+        frames = (frames - kernel) // stride + 1
+    return frames
 
 
 def min_samples_for_time_masking(config: Wav2Vec2Config) -> int:
@@ -123,29 +132,44 @@ class Wav2Vec2AudioStudent(nn.Module):
             trade_compute_for_memory(model)
         self.wav2vec2 = model
         self.min_input_samples = min_samples_for_time_masking(model.config)
+        self.min_frame_samples = min_samples_for_frames(model.config, 1)
         self.feature = nn.Linear(model.config.hidden_size, dim)
         self.head = IemocapAudioHead(dim, num_classes)
 
-    def forward(self, input_values: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, input_values: Tensor, attention_mask: Tensor,
+                sample_lengths: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
         """(logits B×C, feature B×D) of right-padded normalised waveforms B×T with their 0/1 mask B×T.
 
-        In train mode the padded length must be at least ``min_input_samples`` (time masking raises
-        below it); every utterance needs at least one frame's worth of samples.
+        In train mode the padded length must be at least ``min_input_samples`` (time masking raises below it);
+        every utterance needs ``min_frame_samples`` (one frame; the collate checks). With ``sample_lengths``
+        (each utterance's samples, on the host) the time masks are drawn here, on the host.
         """
         if self.training:
             # Noise only on real samples, so the padding the collate added stays exactly zero.
             noise = torch.randn_like(input_values) * 1e-3
             input_values = input_values + noise * attention_mask.to(input_values.dtype)
+        masks = None
+        if self.training and sample_lengths is not None and self.wav2vec2.config.mask_time_prob > 0:
+            masks = self.time_masks(sample_lengths, input_values.shape[1]).to(input_values.device, non_blocking=True)
         # HF advises against attention_mask for group-norm models (base-960h was trained without one):
         # the conv encoder ignores it anyway; it keeps attention and time masking off the padded frames.
-        hidden = self.wav2vec2(input_values, attention_mask=attention_mask).last_hidden_state
+        hidden = self.wav2vec2(input_values, attention_mask=attention_mask, mask_time_indices=masks).last_hidden_state
         frames = self.wav2vec2._get_feat_extract_output_lengths(attention_mask.sum(dim=-1).long())
-        if bool((frames < 1).any()):
-            raise InputError(
-                f"an utterance has fewer than {min_samples_for_frames(self.wav2vec2.config, 1)} samples, "
-                "too short for one wav2vec2 frame"
-            )
         # The same frame mask as HF's _get_feature_vector_attention_mask, from the lengths already at hand.
         frame_mask = torch.arange(hidden.shape[1], device=hidden.device) < frames.unsqueeze(1)
         feature = self.feature(masked_mean(hidden, frame_mask))
         return self.head(feature), feature
+
+    def time_masks(self, sample_lengths: np.ndarray, padded_samples: int) -> Tensor:
+        """SpecAugment's time masks (B×frames, bool, on the host), drawn as transformers' forward draws them (its
+        own function, NumPy's global generator, the frame lengths of the utterances), but from lengths the
+        host knows: the forward would read them back from the device."""
+        config = self.wav2vec2.config
+        lengths = frames_of(config, sample_lengths)
+        frames = int(frames_of(config, np.array([padded_samples]))[0])
+        frame_mask = torch.from_numpy(np.arange(frames) < lengths[:, None])
+        masks = _compute_mask_indices((len(sample_lengths), frames), mask_prob=config.mask_time_prob,
+                                      mask_length=config.mask_time_length, attention_mask=frame_mask,
+                                      min_masks=config.mask_time_min_masks)
+        masks = torch.from_numpy(masks)
+        return masks.pin_memory() if torch.cuda.is_available() else masks

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from utils.run_folder import write_json_atomically
 from utils.trial import Trial, Trials
@@ -66,3 +67,16 @@ def build_trial(script: ModuleType, argv: list[str], trial_dir: Path, seed: int 
     trial_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(record, trial_dir / "split.json", indent=None)
     return trials.build(seed, record)
+
+
+def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Ctrl-C (what SIGINT raises in Python) at the n-th optimizer step of the process."""
+    original, calls = torch.optim.Adam.step, []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import IEMOCAP_A2T
-from tests.helpers import last_line, run_in_process
+from tests.helpers import interrupt_at_step, last_line, run_in_process
 from utils.run_folder import locked_run_folder
 
 A2T = "IEMOCAP_A2T.py"
@@ -30,16 +30,8 @@ def interrupted(iemocap, tiny_models, tmp_path_factory):
             tiny_models["wav2vec2"], "--student_path", tiny_models["bert"], "--subset", "8", "--batch_size", "4",
             "--epochs", str(EPOCHS), "--n_times", "2", "--warmup_epochs", "0", "--no_progress",
             "--output_dir", str(tmp_path_factory.mktemp("runs"))]
-    original, steps = torch.optim.Adam.step, []
-
-    def step(self, *args, **kwargs):
-        steps.append(1)
-        if len(steps) == 2 * EPOCHS + 3:  # 2 steps an epoch: trial 2, epoch 2, first step
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch.optim.Adam, "step", step)
+        interrupt_at_step(patch, 2 * EPOCHS + 3)  # 2 steps an epoch: trial 2, epoch 2, first step
         assert IEMOCAP_A2T.main(argv) == 130
     (folder,) = Path(argv[-1]).glob("IEMOCAP_A2T/*")
     assert (folder / "trial1" / "train_state.pt").is_file()

@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.models import resnet18, resnet34
 from transformers import BertModel, RobertaModel, Wav2Vec2Config, Wav2Vec2Model
 
+from datasets.collate import WaveformCollate
 from models.heads import AvmnistHead, masked_mean
 from models.pretrained import ModelSource, feature_dim, load_tokenizer, lookup
 from models.resnet import (
@@ -318,8 +319,28 @@ def test_wav2vec2_student_shortest_input(tiny_models) -> None:
     # Documented limit: below min_input_samples Wav2Vec2's time masking raises; the collate pads up to it.
     with pytest.raises(ValueError, match="mask_length"):
         student(torch.randn(2, n - 1), torch.ones(2, n - 1, dtype=torch.long))
-    with pytest.raises(InputError, match="too short for one wav2vec2 frame"):
-        student.eval()(torch.randn(1, n), torch.tensor([[1] * 50 + [0] * (n - 50)]))
+    # An utterance shorter than one frame: the collate says so, on the host.
+    collate = WaveformCollate(student.min_input_samples, student.min_frame_samples)
+    with pytest.raises(InputError, match=f"fewer than the {student.min_frame_samples} of one frame"):
+        collate([(np.zeros(student.min_frame_samples - 1, np.float32), 0, 0), (np.zeros(n, np.float32), 1, 1)])
+
+
+def test_time_masks_drawn_on_the_host_are_those_transformers_draws(tiny_models) -> None:
+    # The same function and NumPy's global generator, from the lengths the collate knows: the same masks, and
+    # so the same outputs, as when transformers' forward reads the lengths back from the device.
+    student = Wav2Vec2AudioStudent(16, 6, tiny_models["wav2vec2"]).train()
+    waves = [np.random.default_rng(k).standard_normal(length).astype(np.float32)
+             for k, length in enumerate((student.min_input_samples + 700, 1200, 3000))]
+    batch = WaveformCollate(student.min_input_samples, student.min_frame_samples)([(w, 0, k) for k, w in
+                                                                                  enumerate(waves)])
+    outputs = []
+    for host in (False, True):
+        torch.manual_seed(0)
+        np.random.seed(0)
+        lengths = batch.inputs["sample_lengths"] if host else None
+        outputs.append(student(batch.inputs["input_values"], batch.inputs["attention_mask"], lengths))
+        outputs.append(torch.from_numpy(np.random.get_state()[1].copy()))  # the generator moved alike
+    assert all(torch.equal(a, b) for a, b in zip(outputs[0] + (outputs[1],), outputs[2] + (outputs[3],)))
 
 
 def test_wav2vec2_student_learns(tiny_models) -> None:

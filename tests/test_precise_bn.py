@@ -25,7 +25,7 @@ class TinyNet(nn.Module):
 
 
 def batches(inputs, size):
-    return [Batch({"x": chunk}, torch.zeros(len(chunk)), torch.zeros(len(chunk))) for chunk in inputs.split(size)]
+    return [Batch({"x": chunk}, torch.zeros(len(chunk)), np.zeros(len(chunk))) for chunk in inputs.split(size)]
 
 
 def test_statistics_are_the_size_weighted_mean_of_the_batch_statistics():
@@ -63,7 +63,7 @@ def test_the_resnet_students_get_a_fixed_seeded_sample_the_same_for_every_lam(av
     other = build_trial(AVMNIST_V2A, [*argv, "--lam", "0"], tmp_path / "other", seed=43)
 
     def positions(setup):
-        return np.concatenate([batch.positions.numpy() for batch in setup.loaders["precise_bn"]])
+        return np.concatenate([batch.positions for batch in setup.loaders["precise_bn"]])
 
     assert len(positions(plain)) == 48 and len(set(positions(plain))) == 48  # 48 of the 81 training items
     assert np.array_equal(positions(plain), positions(helped))

@@ -38,7 +38,7 @@ def write_run(root, name, lam, accs, n_times=None, script="IEMOCAP_A2T", experim
     trials = []
     for k, seed in enumerate(seeds):
         acc = accs[seed]
-        trials.append({"trial": k, "seed": seed, "best_epoch": 1 + k % 2,
+        trials.append({"trial": k, "seed": seed, "best_epoch": 1 + k % epochs,
                        "test": {"acc": acc, "uar": acc - 0.1, "macro_f1": acc - 0.2}})
         latent = "0.9" if lam else ""  # empty without a teacher, as the scripts write it
         (folder / f"trial{k}").mkdir()
@@ -287,16 +287,21 @@ def test_csv_holds_groups_and_comparisons(sweep, capsys, tmp_path):
     assert rows[3]["acc_mean"] == "" and rows[0]["p"] == ""
 
 
-def test_plots_write_curves_and_a_lam_sweep(sweep, capsys, tmp_path):
+def test_plots_write_curves_and_the_pictures_of_each_sweep(sweep, capsys, tmp_path):
     pytest.importorskip("matplotlib")
+    write_run(sweep, "j_one_epoch_lam0", 0.0, BASELINE, epochs=1)  # a second sweep of the script, of one epoch
+    write_run(sweep, "k_one_epoch_lam03", 0.3, LAM_03, epochs=1)
     code, out, err = run_report(capsys, sweep, "--plots", tmp_path / "plots")
     assert code == 0, err
     names = sorted(path.name for path in (tmp_path / "plots").iterdir())
     assert names == ["curves_IEMOCAP_A2T_a_lam0.png", "curves_IEMOCAP_A2T_b_lam03_seeds12.png",
                      "curves_IEMOCAP_A2T_c_lam03_seed3.png", "curves_IEMOCAP_A2T_d_lam03_seed2_again.png",
-                     "curves_IEMOCAP_A2T_e_lam07.png", "lam_sweep_IEMOCAP_A2T.png"]
+                     "curves_IEMOCAP_A2T_e_lam07.png", "curves_IEMOCAP_A2T_j_one_epoch_lam0.png",
+                     "curves_IEMOCAP_A2T_k_one_epoch_lam03.png", "paired_differences_IEMOCAP_A2T.png",
+                     "paired_differences_IEMOCAP_A2T_2.png", "sweep_curves_IEMOCAP_A2T.png",
+                     "sweep_curves_IEMOCAP_A2T_2.png"]
     assert all((tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG") for name in names)
-    assert "lam_sweep_IEMOCAP_A2T.png" in out.split("## Plots")[1]
+    assert all(name in out.split("## Plots")[1] for name in names)
 
 
 @pytest.mark.parametrize("problem", ["missing", "empty", "too deep"])

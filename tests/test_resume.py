@@ -14,7 +14,7 @@ import torch
 
 import AVMNIST_A2V
 import IEMOCAP_T2A
-from tests.helpers import REPO, last_line, run_in_process
+from tests.helpers import REPO, interrupt_at_step, last_line, run_in_process
 from utils.trial import Trials
 
 
@@ -43,19 +43,6 @@ def assert_same_outcome(a, b):
     assert weights_a.keys() == weights_b.keys()
     for trial, state in weights_a.items():
         assert all(torch.equal(state[name], weights_b[trial][name]) for name in state), trial
-
-
-def interrupt_at_step(monkeypatch, n):
-    """Ctrl-C (what SIGINT raises in Python) at the n-th optimizer step of the process."""
-    original, calls = torch.optim.Adam.step, []
-
-    def step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == n:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", step)
 
 
 # 3 steps an epoch; trial 1's split needs teacher features trial 0's did not, so a resume between them computes

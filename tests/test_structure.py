@@ -43,7 +43,7 @@ class DigitImages(Dataset):
 
 def collate_digits(items: list[tuple[torch.Tensor, int, int]]) -> Batch:
     return Batch({"x": torch.stack([item[0] for item in items])}, torch.tensor([item[1] for item in items]),
-                 torch.tensor([item[2] for item in items]))
+                 np.array([item[2] for item in items]))
 
 
 class DigitSplits:
@@ -145,7 +145,7 @@ def test_a_fifth_experiment_is_one_script_and_one_data_module(tmp_path):
     (copy / "datasets" / "digits.py").write_text(TOY_DATA.lstrip())
     (copy / "DIGITS_T2V.py").write_text(TOY_SCRIPT.lstrip())
 
-    process = run_script("DIGITS_T2V.py", "--subset", "300", "--epochs", "2", "--output_dir", str(tmp_path / "runs"),
+    process = run_script("DIGITS_T2V.py", "--subset", "160", "--epochs", "2", "--output_dir", str(tmp_path / "runs"),
                          cwd=copy)
     results = results_of(process)
     assert process.stdout.splitlines()[-1].startswith("Overall test acc: ")
@@ -154,7 +154,7 @@ def test_a_fifth_experiment_is_one_script_and_one_data_module(tmp_path):
     assert results["experiment"] == "DIGITS T->V" and results["teacher"]["dim"] == 384
     (trial,) = results["trials"]
     assert trial["seed"] == 7 and trial["test"]["latent_loss"] > 0
-    assert trial["test"]["acc"] > 0.3  # 10 classes: chance is 0.1; these runs reach about 0.9
+    assert trial["test"]["acc"] > 0.3  # 10 classes: chance is 0.1; this run reached 0.77
     after = source_files(copy)
     assert after.keys() - before.keys() == {Path("DIGITS_T2V.py"), Path("datasets/digits.py")}
     assert all(after[name] == content for name, content in before.items())  # no existing file was edited

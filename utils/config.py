@@ -38,7 +38,8 @@ MAX_SEED = 2**32 - 1  # trial k seeds NumPy with random_seed + k
 MAX_AUDIO_SECONDS = 3600.0  # an hour: beyond any utterance (IEMOCAP's longest last about 35 s)
 SPLITS = ("train", "val", "test")
 # Options that cannot change a result: they may be given anew to --resume and --eval_only.
-FREE_ON_RESUME = frozenset({"num_workers", "no_progress", "device", "gpu_ids", "output_dir", "cache_dir", "resume",
+FREE_ON_RESUME = frozenset({"num_workers", "no_progress", "tensorboard", "device", "gpu_ids", "output_dir", "cache_dir",
+                            "resume",
                             "eval_only"})
 
 
@@ -80,6 +81,13 @@ def positive_float(value: str) -> float:
 
 def audio_seconds(value: str) -> float:
     return _number(float, value, f"seconds in (0, {MAX_AUDIO_SECONDS}]", lambda x: 0 < x <= MAX_AUDIO_SECONDS)
+
+
+def folder_name(value: str) -> str:
+    """A run's own folder name under <output_dir>/<script>/: one name, not a path."""
+    if value.strip() != value or value in ("", ".", "..") or "/" in value or "\\" in value:
+        raise argparse.ArgumentTypeError(f"expected a folder name (no '/', not empty), got {value!r}")
+    return value
 
 
 def path_text(value: str) -> str:
@@ -157,13 +165,20 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
                      help="autocast: bf16 (CPU or CUDA) or fp16 (CUDA, with a gradient scaler)")
     run.add_argument("--deterministic", action="store_true", help="deterministic kernels (cudnn, cuBLAS)")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the student's training step (its first steps compile it: a minute or more)")
     run.add_argument("--subset", type=positive_int, help="keep the first N samples of each split")
     run.add_argument("--split_file", type=path_text, help="reuse the split.json of an earlier trial")
     run.add_argument("--demo", action="store_true", help="run on the built-in small data and models")
     run.add_argument("--demo_dir", type=path_text, default=str(DEMO_DIR),
                      help="where the demo data and models are built and kept")
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also log each trial for TensorBoard in trialK/tensorboard (needs the tensorboard package)")
     earlier = run.add_mutually_exclusive_group()
+    earlier.add_argument("--run_name", metavar="NAME", type=folder_name,
+                         help="the run's folder is <output_dir>/<script>/NAME; the same command again continues it "
+                              "(as --resume does) and on a finished run trains nothing")
     earlier.add_argument("--resume", metavar="RUN_DIR", type=path_text,
                          help="continue an interrupted run in its folder, with its options (only --epochs may grow)")
     earlier.add_argument("--eval_only", metavar="RUN_DIR", type=path_text,
@@ -227,11 +242,16 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     first = argparse.ArgumentParser(prog=parser.prog, add_help=False)  # the options that change the defaults
     first.add_argument("--demo", action="store_true")
     first.add_argument("--demo_dir", type=path_text, default=str(DEMO_DIR))
+    first.add_argument("--output_dir", type=path_text, default="runs")
     earlier = first.add_mutually_exclusive_group()
     earlier.add_argument("--resume", type=path_text)
     earlier.add_argument("--eval_only", type=path_text)
+    earlier.add_argument("--run_name", type=folder_name)
     wanted, _ = first.parse_known_args(argv)
     option, run_dir = ("--resume", wanted.resume) if wanted.resume else ("--eval_only", wanted.eval_only)
+    named = Path(wanted.output_dir) / script / wanted.run_name if wanted.run_name else None
+    if named is not None and (named / "args.json").is_file():  # the same command again: it continues that run
+        option, run_dir = "--run_name", str(named)
     if wanted.demo and demo_settings is None:
         parser.error("this script has no --demo; give its data option")
     if wanted.demo:
@@ -248,6 +268,8 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     _ignore_other_original_options(args)
     if run_dir:
         check_recorded_options(args, recorded, option, run_dir)
+    if option == "--run_name" and run_dir:
+        args.resume = run_dir
     if args.resume:
         check_recorded_processes(recorded, Path(run_dir) / "args.json")
     if args.amp == "fp16" and not resolve_device(args.device, args.gpu_ids).type == "cuda":
@@ -409,5 +431,5 @@ def check_recorded_options(args: argparse.Namespace, recorded: dict[str, Any], o
             continue
         expected = f"at least {value}" if name == "epochs" else f"{value!r}"
         raise InputError(f"{option} {run_dir}: --{name} {getattr(args, name)!r} differs from the run's "
-                         f"{value!r}; expected {expected} (only --epochs may grow, and --num_workers, --device, "
-                         "--no_progress and --cache_dir may change)")
+                         f"{value!r}; expected {expected} (--epochs may grow while no trial has finished; "
+                         "--num_workers, --device, --no_progress, --tensorboard and --cache_dir may change)")

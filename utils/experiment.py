@@ -34,9 +34,9 @@ class NonFiniteLossError(Exception):
 class Batch(NamedTuple):
     """What every collate function returns."""
 
-    inputs: dict[str, torch.Tensor]  # keyword arguments of the student's forward
+    inputs: dict[str, torch.Tensor | np.ndarray]  # keyword arguments of the student's forward; arrays stay on the host
     labels: torch.Tensor
-    positions: torch.Tensor  # each sample's index in its split
+    positions: np.ndarray  # each sample's index in its split, on the host (it picks the teacher's inputs)
 
 
 @dataclass

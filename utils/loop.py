@@ -24,8 +24,19 @@ from tqdm import tqdm
 from utils.experiment import InputError, NonFiniteLossError
 from utils.metrics import MetricAccumulator
 from utils.precise_bn import recompute_batchnorm_statistics
-from utils.processes import autocast, barrier, gather_objects, is_main, rank, share, world_size
+from utils.processes import (
+    autocast,
+    barrier,
+    compile_seconds,
+    gather_objects,
+    is_main,
+    on_device,
+    rank,
+    share,
+    world_size,
+)
 from utils.run_folder import save_torch_atomically, write_csv_atomically
+from utils.tensorboard_log import TensorBoardLog
 from utils.trial import Trial
 
 METRICS_COLUMNS = ("epoch", "lr", "train_cls", "train_latent", "train_acc", "val_cls", "val_latent", "val_acc",
@@ -34,10 +45,11 @@ STATE_FILE = "train_state.pt"
 _STAGES = {"train": "training", "val": "validation", "test": "test"}
 
 
-def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> dict:
+def run_epoch(trial: Trial, split: str, when: str, progress: bool = False,
+              step_losses: list[torch.Tensor] | None = None) -> dict:
     """One pass over a split of the trial: a training epoch ("train") or an evaluation ("val", "test"), `when`
     naming it in messages. Returns the split's metrics; a non-finite loss or prediction ends the run
-    (NonFiniteLossError, exit 1).
+    (NonFiniteLossError, exit 1). A training epoch appends each step's loss to `step_losses` (on the device).
 
     With several processes each reads the whole global batch and computes its share: the partners are drawn
     for the whole global batch, as a single process draws them, and the loss is weighted by the share's
@@ -52,29 +64,24 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> di
             own = share(len(batch.labels))  # this process's part of the global batch: all of it in one process
             if own.start == own.stop:
                 continue
-            inputs = {name: value[own].to(trial.device, non_blocking=True) for name, value in batch.inputs.items()}
+            inputs = {name: on_device(value[own], trial.device) for name, value in batch.inputs.items()}
             labels = batch.labels[own].to(trial.device, non_blocking=True)
             with autocast(trial.device, trial.amp_dtype):
                 logits, feature = model(**inputs)
             target = None
             if trial.teacher_features is not None:
-                positions = batch.positions.numpy()
                 # Training: the drawn partners' inputs; evaluation: the sample's own (a diagnostic).
-                keys = trial.partners.draw(positions) if training else trial.splits[split].teacher_keys[positions]
+                keys = (trial.partners.draw(batch.positions) if training
+                        else trial.splits[split].teacher_keys[batch.positions])
                 target = trial.teacher_features(keys[own])
             terms = trial.objective(logits, labels, feature, target)
             if training:
                 loss = terms.loss
                 if world_size() > 1:
                     loss = loss * (len(labels) * world_size() / len(batch.labels))
-                trial.optimizer.zero_grad(set_to_none=True)
-                if trial.scaler is not None:
-                    trial.scaler.scale(loss).backward()
-                    trial.scaler.step(trial.optimizer)
-                    trial.scaler.update()
-                else:
-                    loss.backward()
-                    trial.optimizer.step()
+                optimizer_step(trial, loss)
+                if step_losses is not None:
+                    step_losses.append(terms.loss.detach())
             metrics.add(terms.cls, terms.latent, logits, labels)
     metrics = metrics.across_processes()
     if not metrics.finite():
@@ -82,6 +89,18 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False) -> di
                                  f"(cls {float(metrics.cls_sum) / metrics.count:.4g}); expected finite values: "
                                  "try a lower --learning_rate or --amp none")
     return metrics.summary(trial.experiment.num_classes, trial.experiment.detailed_metrics)
+
+
+def optimizer_step(trial: Trial, loss: torch.Tensor) -> None:
+    """The backward pass and the optimizer's step (through the gradient scaler with --amp fp16)."""
+    trial.optimizer.zero_grad(set_to_none=True)
+    if trial.scaler is not None:
+        trial.scaler.scale(loss).backward()
+        trial.scaler.step(trial.optimizer)
+        trial.scaler.update()
+    else:
+        loss.backward()
+        trial.optimizer.step()
 
 
 @dataclass
@@ -96,18 +115,24 @@ class Progress:
 
 
 def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str], None], progress: bool,
-                done: Progress) -> dict:
+                done: Progress, board: TensorBoardLog | None = None) -> dict:
     """Train the epochs after `done.epoch` up to `epochs`, keep the best validation epoch's weights, test them;
     return the trial's record. After each epoch the training state is saved in `trial_dir`, so an interrupted
-    trial can continue exactly (`--resume`)."""
+    trial can continue exactly (`--resume`), and then the epoch goes to `board` (--tensorboard)."""
     checkpoint = trial_dir / "best.pt"
     progress = progress and is_main()
     write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
+    compiling = compile_seconds()
     for epoch in range(done.epoch + 1, epochs + 1):
         lr = trial.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        train = run_epoch(trial, "train", f"epoch {epoch}", progress)
+        step_losses = [] if board is not None else None
+        train = run_epoch(trial, "train", f"epoch {epoch}", progress, step_losses)
         train_seconds = time.perf_counter() - start
+        if compile_seconds() > compiling and is_main():  # --compile: its first steps compiled the step
+            print(f"compile: torch.compile compiled the training step of {type(trial.student).__name__} in "
+                  f"{compile_seconds() - compiling:.1f} s (graph capture, forward and backward code)", file=sys.stderr)
+            compiling = compile_seconds()
         if "precise_bn" in trial.loaders:  # saved with the weights in best.pt: the test uses them as they are
             recompute_batchnorm_statistics(trial.student, trial.loaders["precise_bn"], trial.device, trial.amp_dtype)
         val = run_epoch(trial, "val", f"epoch {epoch}", progress)
@@ -124,6 +149,8 @@ def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str],
         trial.scheduler.step()
         done.epoch = epoch
         save_training_state(trial_dir / STATE_FILE, trial, done)
+        if board is not None:
+            board.epoch(epoch, lr, train, val, train_seconds, step_losses)
     barrier()  # the first process wrote best.pt
     test = evaluate_checkpoint(trial, checkpoint, log, progress)
     return {"best_epoch": done.best_epoch, "val": done.best_val, "test": test, "checkpoint": str(checkpoint)}

@@ -29,8 +29,9 @@ class MetricAccumulator:
     def add(self, cls: torch.Tensor, latent: torch.Tensor | None, logits: torch.Tensor, labels: torch.Tensor) -> None:
         n = labels.shape[0]
         self.cls_sum = self.cls_sum + cls.detach().float() * n
-        if latent is not None:
-            self.latent_sum = (self.latent_sum or 0.0) + latent.detach().float() * n
+        if latent is not None:  # (not `latent_sum or 0.0`: the truth value of a tensor is a read from the device)
+            weighted = latent.detach().float() * n
+            self.latent_sum = weighted if self.latent_sum is None else self.latent_sum + weighted
         self.count += n
         self.nonfinite_logits = self.nonfinite_logits + (~torch.isfinite(logits.detach())).sum()
         self.predictions.append(logits.detach().argmax(dim=1))

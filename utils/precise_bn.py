@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from utils.processes import autocast, share
+from utils.processes import autocast, on_device, share
 
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -45,7 +45,7 @@ def recompute_batchnorm_statistics(model: nn.Module, loader: DataLoader, device:
             # running = (1 - m) running + m batch with m = n_k / (n_1 + ... + n_k): a size-weighted mean.
             layer.momentum = len(batch.labels) / seen
         own = share(len(batch.labels))  # this process's part of the global batch (synchronised BatchNorm)
-        inputs = {name: value[own].to(device, non_blocking=True) for name, value in batch.inputs.items()}
+        inputs = {name: on_device(value[own], device) for name, value in batch.inputs.items()}
         with autocast(device, amp_dtype):
             model(**inputs)
     for layer, momentum in zip(layers, momenta):

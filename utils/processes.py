@@ -59,6 +59,33 @@ def resolve_device(device: str, gpu_ids: str) -> torch.device:
     return torch.device(f"cuda:{int(gpu_ids.split(',')[0])}")
 
 
+# The ResNet students in channels_last memory format on CUDA: off until a GPU shows it faster there
+# (benchmarks/gpu_check.py measures both formats).
+CHANNELS_LAST_ON_CUDA = False
+
+
+def in_memory_format(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` in the memory format its convolutions run fastest in on `device` (see CHANNELS_LAST_ON_CUDA)."""
+    if CHANNELS_LAST_ON_CUDA and device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model.to(memory_format=torch.channels_last)
+    return model
+
+
+def compile_seconds() -> float:
+    """Seconds torch.compile has spent compiling in this process: graph capture with the forward code, and the
+    backward code, which it compiles on the first backward pass (torch's own timers)."""
+    if "torch._dynamo.utils" not in sys.modules:  # nothing compiled; importing it would cost seconds
+        return 0.0
+    metrics = sys.modules["torch._dynamo.utils"].compilation_time_metrics
+    return sum(sum(metrics.get(name, [])) for name in ("_compile.compile_inner", "backward._backward_impl"))
+
+
+def on_device(value: Any, device: torch.device) -> Any:
+    """A batch input on `device`, copied without waiting (pinned by the DataLoader on CUDA); host inputs such as
+    the lengths a collate knows (NumPy arrays) stay on the host, where the student reads them."""
+    return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+
+
 def autocast(device: torch.device, amp_dtype: torch.dtype | None):
     """Autocast for `--amp`, a no-op context without it."""
     if amp_dtype is None:

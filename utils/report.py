@@ -34,8 +34,11 @@ points), and the unfinished or broken runs.
     uar_mean, uar_std, macro_f1_mean, macro_f1_std, best_epochs (space-separated), diff_mean, ci_low,
     ci_high, t, p, wins, ties, losses; fractions; a cell that does not apply is empty.
 `--plots DIR` (needs matplotlib) writes `curves_<script>_<run folder>.png` per run (train and
-validation cls loss and accuracy per epoch, every trial) and `lam_sweep_<script>.png` per set of
-groups that differ only in lam (≥ 2 values): test accuracy ± std against lam, lam 0 as a line.
+validation cls loss and accuracy per epoch, every trial) and, per lam sweep (groups that differ only in
+lam, ≥ 2 values), `sweep_curves_<script>.png` (validation accuracy, validation and train cls loss per
+epoch of each group: the mean over seeds and a min-max band, a bar for one epoch; lam 0 in black) and
+`paired_differences_<script>.png` (each seed's test-accuracy difference to lam 0, and the comparison
+table's mean and 95 % interval); a second sweep of a script gets `_2`, and so on.
 
 Bad input (a missing path, no run folder found, a tree too deep to search) exits 2 with a last stderr
 line `report: error: ...`.
@@ -50,7 +53,6 @@ import math
 import reprlib
 import sys
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -64,7 +66,7 @@ from utils.experiment import InputError
 IGNORED_OPTIONS = frozenset({
     "random_seed", "n_times", "output_dir", "num_workers", "no_progress", "device", "gpu_ids", "cache_dir",
     "teacher_cache", "demo_dir", "version", "argv", "git_commit", "resume", "eval_only", "script", "deterministic",
-    "processes", "resumed",
+    "processes", "resumed", "run_name", "tensorboard", "compile",
 })
 METRICS = ("acc", "uar", "macro_f1")  # test metrics summarised per group; uar and macro_f1 are IEMOCAP's
 METRIC_HEADERS = {"acc": "test acc %", "uar": "UAR %", "macro_f1": "macro-F1 %"}
@@ -79,12 +81,7 @@ class Run:
     folder: Path
     args: dict[str, Any]
     experiment: str
-    trials: list[dict[str, Any]]
-    curves: list[dict[str, tuple[float | None, ...]]]  # per trial, the columns of its metrics.csv
-
-    @property
-    def script(self) -> str:
-        return self.args["script"]
+    trials: list[dict[str, Any]]  # as in results.json, each with "curves": the columns of its metrics.csv
 
 
 @dataclass
@@ -252,9 +249,9 @@ def load_run(folder: Path) -> Run:
         check_trial(trial, k, args["epochs"])
     if len({trial["seed"] for trial in trials}) < finished:  # pooling by seed would drop a trial unnoticed
         raise ValueError("results.json repeats a seed; expected one seed per trial")
-    curves = [read_metrics(folder / f"trial{k}" / "metrics.csv", args["epochs"], args["lam"])
-              for k in range(finished)]
-    return Run(folder, args, experiment, trials, curves)
+    for k, trial in enumerate(trials):  # the curves travel with their trial, into its group too
+        trial["curves"] = read_metrics(folder / f"trial{k}" / "metrics.csv", args["epochs"], args["lam"])
+    return Run(folder, args, experiment, trials)
 
 
 def group_key(experiment: str, settings: dict[str, Any]) -> str:
@@ -367,6 +364,10 @@ def percent(value: float | None, signed: bool = False) -> str:
     return "n/a" if value is None else f"{100 * value:{'+' if signed else ''}.2f}"
 
 
+def interval(ci95: list[float] | None) -> str:
+    return "n/a" if ci95 is None else f"[{percent(ci95[0], signed=True)}, {percent(ci95[1], signed=True)}]"
+
+
 def mean_std(stat: dict[str, Any] | None) -> str:
     return "-" if stat is None else f"{percent(stat['mean'])} ± {percent(stat['std'])}"
 
@@ -390,15 +391,11 @@ def comparisons_markdown(records: list[dict[str, Any]], options: list[str]) -> s
     if not records:
         return "No lam > 0 group has a lam-0 group with otherwise equal options and shared seeds."
     header = ["experiment", *options, "seeds", "mean diff (pp)", "95 % CI (pp)", "t", "p", "wins/ties/losses"]
-    rows = []
-    for record in records:
-        ci = record["ci95"]
-        rows.append([record["experiment"], *(show(record["settings"].get(name)) for name in options),
-                     joined(record["seeds"]), percent(record["mean"], signed=True),
-                     "n/a" if ci is None else f"[{percent(ci[0], signed=True)}, {percent(ci[1], signed=True)}]",
-                     "n/a" if record["t"] is None else f"{record['t']:.3f}",
-                     "n/a" if record["p"] is None else f"{record['p']:.4g}",
-                     f"{record['wins']}/{record['ties']}/{record['losses']}"])
+    rows = [[record["experiment"], *(show(record["settings"].get(name)) for name in options),
+             joined(record["seeds"]), percent(record["mean"], signed=True), interval(record["ci95"]),
+             "n/a" if record["t"] is None else f"{record['t']:.3f}",
+             "n/a" if record["p"] is None else f"{record['p']:.4g}",
+             f"{record['wins']}/{record['ties']}/{record['losses']}"] for record in records]
     return (markdown_table(header, rows) + "\n\nDifferences are the lam group minus lam 0 on the same seeds, "
             "in percentage points of test accuracy; p from a two-sided paired t-test.")
 
@@ -436,53 +433,88 @@ def write_csv(report: dict[str, Any], path: Path) -> None:
                              "wins": record["wins"], "ties": record["ties"], "losses": record["losses"]})
 
 
-def unique_path(directory: Path, stem: str, taken: set[Path]) -> Path:
+def save(plt: Any, figure: Any, directory: Path, stem: str, written: list[Path]) -> None:
     """directory/stem.png, or stem_2.png ... when this report already wrote that name."""
     path, k = directory / f"{stem}.png", 2
-    while path in taken:
+    while path in written:
         path, k = directory / f"{stem}_{k}.png", k + 1
-    taken.add(path)
-    return path
-
-
-def save_figure(plt: Any, figure: Any, path: Path) -> None:
-    figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+    written.append(path)
 
 
-def plot_curves(plt: Any, run: Run, path: Path) -> None:
+def epoch_axes(plt: Any, panels: Sequence[Any], epochs: int) -> None:
+    """Whole-number epoch ticks; half an epoch of margin so that a one-epoch run sits inside the axes."""
+    for axes in panels:
+        axes.set(xlabel="epoch", xlim=(0.5, epochs + 0.5))
+        axes.xaxis.set_major_locator(plt.MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def plot_curves(plt: Any, run: Run) -> Any:
     """Loss and accuracy per epoch of every trial of a run."""
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, (trial, metrics) in enumerate(zip(run.trials, run.curves)):
-        for split, style in (("train", "-"), ("val", "--")):
-            label = f"seed {trial['seed']} {split}"
-            loss_axes.plot(metrics["epoch"], metrics[f"{split}_cls"], style, color=f"C{k}", label=label)
-            acc_axes.plot(metrics["epoch"], [100 * a for a in metrics[f"{split}_acc"]], style, color=f"C{k}",
-                          label=label)
-    loss_axes.set(xlabel="epoch", ylabel="cls loss", title=f"{run.experiment}, lam {run.args['lam']}")
-    acc_axes.set(xlabel="epoch", ylabel="accuracy %", title=run.folder.name)
-    acc_axes.legend(fontsize="small")
-    for axes in (loss_axes, acc_axes):
-        axes.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
-    save_figure(plt, figure, path)
+    figure, panels = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    for k, trial in enumerate(run.trials):
+        for split, style in (("train", "-o"), ("val", "--s")):
+            for axes, column, scale in zip(panels, ("cls", "acc"), (1, 100)):
+                axes.plot(trial["curves"]["epoch"], scale * np.array(trial["curves"][f"{split}_{column}"]), style,
+                          color=f"C{k}", markersize=4, label=f"seed {trial['seed']} {split}")
+    panels[0].set(ylabel="cls loss", title=f"{run.experiment}, lam {run.args['lam']}")
+    panels[1].set(ylabel="accuracy %", title=run.folder.name)
+    panels[1].legend(fontsize="small")
+    epoch_axes(plt, panels, run.args["epochs"])
+    return figure
 
 
-def plot_sweep(plt: Any, sweep: list[Group], path: Path) -> None:
-    """Test accuracy mean ± std against lam; the lam-0 baseline as a horizontal line."""
-    accs = [[100 * trial["test"]["acc"] for trial in group.trials.values()] for group in sweep]
-    lams = [group.lam for group in sweep]
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.errorbar(lams, [np.mean(a) for a in accs], yerr=[np.std(a) for a in accs], marker="o", capsize=4,
-                  label="mean ± std over trials")
-    if lams[0] == 0:
-        axes.axhline(np.mean(accs[0]), color="grey", linestyle=":", label="lam 0 baseline")
-    axes.set(xlabel="lam", ylabel="test accuracy %", title=sweep[0].experiment)
+# The panels of a sweep's curves: metrics.csv column, axis label, scale (accuracies in percent).
+SWEEP_PANELS = (("val_acc", "validation accuracy %", 100), ("val_cls", "validation cls loss", 1),
+                ("train_cls", "train cls loss", 1))
+
+
+def plot_sweep_curves(plt: Any, sweep: list[Group]) -> Any:
+    """Per lam group and epoch, the mean over its seeds and the range from min to max; lam 0 in black."""
+    epochs = np.arange(1, sweep[0].settings["epochs"] + 1)
+    figure, panels = plt.subplots(1, len(SWEEP_PANELS), figsize=(15, 4.5), layout="constrained")
+    for k, group in enumerate(sweep):
+        color, style, role = ("black", "--s", " (baseline)") if group.lam == 0 else (f"C{k}", "-o", "")
+        label = f"lam {group.lam:g}{role}, {len(group.trials)} seeds"
+        for axes, (column, ylabel, scale) in zip(panels, SWEEP_PANELS):
+            values = scale * np.array([trial["curves"][column] for trial in group.trials.values()])
+            mean, low, high = values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+            if len(epochs) == 1:  # no band through one epoch: a bar per group, side by side
+                error = np.clip([mean - low, high - mean], 0, None)  # the mean of equal floats can pass them
+                axes.errorbar(epochs + 0.08 * (k - (len(sweep) - 1) / 2), mean, error, fmt=style[-1], color=color,
+                              capsize=4, label=label)
+            else:
+                axes.fill_between(epochs, low, high, color=color, alpha=0.15)
+                axes.plot(epochs, mean, style, color=color, markersize=4, label=label)
+            axes.set(ylabel=ylabel)
+    epoch_axes(plt, panels, len(epochs))
+    figure.suptitle(f"{sweep[0].experiment}: mean over seeds and their range from min to max")
+    figure.legend(*panels[0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+    return figure
+
+
+def plot_paired_differences(plt: Any, comparisons: list[dict[str, Any]]) -> Any:
+    """Per lam > 0, each seed's test-accuracy difference to lam 0, their mean and its 95 % t interval; the
+    comparison table's numbers under each lam."""
+    figure, axes = plt.subplots(figsize=(max(6.5, 1 + 1.8 * len(comparisons)), 4.5), layout="constrained")
+    for x, record in enumerate(comparisons):
+        differences, mean, ci95 = 100 * np.array(record["differences"]), 100 * record["mean"], record["ci95"]
+        spread = np.linspace(-0.06, 0.06, len(differences))  # tied seeds side by side, not on one point
+        axes.plot(x - 0.12 + spread, differences, "o", color="C0", alpha=0.7, label=None if x else "one seed")
+        axes.errorbar(x + 0.12, mean, None if ci95 is None else [[mean - 100 * ci95[0]], [100 * ci95[1] - mean]],
+                      fmt="D", color="black", capsize=6, label=None if x else "mean, 95 % t interval")
+    axes.axhline(0, color="grey", linestyle=":", label="no difference")
+    axes.set_xticks(range(len(comparisons)), [f"lam {record['lam']:g}\n{percent(record['mean'], signed=True)} "
+                                              f"{interval(record['ci95'])}" for record in comparisons])
+    axes.set(xlim=(-0.5, len(comparisons) - 0.5), ylabel="test accuracy minus lam 0 (pp)",
+             title=f"{comparisons[0]['experiment']}: lam group minus lam 0, paired by seed")
     axes.legend(fontsize="small")
-    save_figure(plt, figure, path)
+    return figure
 
 
-def write_plots(runs: list[Run], groups: list[Group], directory: Path) -> list[Path]:
+def write_plots(runs: list[Run], groups: list[Group], comparisons: list[dict[str, Any]],
+                directory: Path) -> list[Path]:
     """The PNGs of --plots; matplotlib is imported only here so the report runs without it."""
     try:
         import matplotlib
@@ -492,21 +524,20 @@ def write_plots(runs: list[Run], groups: list[Group], directory: Path) -> list[P
     import matplotlib.pyplot as plt
 
     directory.mkdir(parents=True, exist_ok=True)
-    taken: set[Path] = set()
-    written = []
+    written: list[Path] = []
     for run in runs:
-        path = unique_path(directory, f"curves_{run.script}_{run.folder.name}", taken)
-        plot_curves(plt, run, path)
-        written.append(path)
-    sweeps: dict[str, list[Group]] = {}  # groups of one experiment whose options differ only in lam
-    for group in groups:
-        sweeps.setdefault(group_key(group.experiment, {**group.settings, "lam": None}), []).append(group)
+        save(plt, plot_curves(plt, run), directory, f"curves_{run.args['script']}_{run.folder.name}", written)
+    sweeps: dict[tuple[str, str], list[Group]] = {}
+    for group in groups:  # in sweep_order: a sweep's groups by lam
+        sweeps.setdefault(sweep_order(group)[:2], []).append(group)
     for sweep in sweeps.values():
+        script = sweep[0].runs[0].args["script"]
+        keys = {group_key(group.experiment, group.settings) for group in sweep}
+        paired = [record for record in comparisons if group_key(record["experiment"], record["settings"]) in keys]
         if len(sweep) >= 2:
-            sweep.sort(key=attrgetter("lam"))
-            path = unique_path(directory, f"lam_sweep_{sweep[0].runs[0].script}", taken)
-            plot_sweep(plt, sweep, path)
-            written.append(path)
+            save(plt, plot_sweep_curves(plt, sweep), directory, f"sweep_curves_{script}", written)
+        if paired:  # a lam-0 group that shares seeds with a lam > 0 group
+            save(plt, plot_paired_differences(plt, paired), directory, f"paired_differences_{script}", written)
     return written
 
 
@@ -527,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.csv:
             write_csv(report, args.csv)
         if args.plots:
-            written = write_plots(runs, groups, args.plots)
+            written = write_plots(runs, groups, report["comparisons"], args.plots)
             print("\n## Plots\n\n" + ("\n".join(f"- {path}" for path in written) or "None."))
     except InputError as error:
         print(f"report: error: {error}", file=sys.stderr)

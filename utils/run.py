@@ -43,6 +43,7 @@ from utils.run_folder import (
     remove_stale_temporaries,
     write_json_atomically,
 )
+from utils.tensorboard_log import TensorBoardLog
 from utils.trial import Trial, Trials
 
 
@@ -100,9 +101,11 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
             held.enter_context(locked_run_folder(run_dir))
             results = resumed_results(run_dir, experiment, args)
         finished = len(results["trials"]) if results else 0
+        if finished == args.n_times:
+            return _finished_before(run_dir, results, experiment)
         pending = _trial_to_train(trials, args, run_dir, finished)
         if run_dir is None:  # one new folder for the run, however many processes
-            run_dir = from_main(make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}")
+            run_dir = from_main(make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}", args.run_name)
                                 if is_main() else None)
             held.enter_context(locked_run_folder(run_dir))
         log = RunLog(run_dir / "log.txt")
@@ -131,7 +134,10 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
                 write_json_atomically(record, trial_dir / "split.json", indent=None)
                 log(f"Trial {k + 1}/{args.n_times} (seed {seed})"
                     + (f", resumed after epoch {done.epoch}" if done.epoch else ""))
-                summary = train_trial(trial, args.epochs, trial_dir, log, progress=not args.no_progress, done=done)
+                board = TensorBoardLog(trial_dir, trial.loaders["train"]) if args.tensorboard else None
+                summary = train_trial(trial, args.epochs, trial_dir, log, not args.no_progress, done, board)
+                if board is not None:
+                    board.tested(args, seed, teacher_name(experiment), summary["val"], summary["test"])
                 results["trials"].append({"trial": k, "seed": seed, **summary})
                 results["summary"] = summarise(results["trials"])
                 results["complete"] = len(results["trials"]) == args.n_times
@@ -144,6 +150,23 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
             raise
     _log_summary(log, results["summary"], experiment.tag)
     return results
+
+
+def _finished_before(run_dir: Path, results: dict, experiment: Experiment) -> dict:
+    """A run whose every trial has finished: said, and nothing trained or written."""
+    if is_main():
+        print(f"Run folder: {run_dir}")
+        print("Every trial of the run finished before; nothing to train")
+    _log_summary(print if is_main() else _silent, results["summary"], experiment.tag)
+    return results
+
+
+def _silent(line: str) -> None:
+    """The log of every process but the first."""
+
+
+def teacher_name(experiment: Experiment) -> str:
+    return experiment.teacher.source.name if experiment.teacher is not None else "none"
 
 
 def _trial_to_train(trials: Trials, args: argparse.Namespace, run_dir: Path | None,
@@ -213,7 +236,7 @@ def summarise(trials: list[dict]) -> dict:
     return {"test_acc_mean": float(accs.mean()), "test_acc_std": float(accs.std()), "n": len(accs)}
 
 
-def _log_summary(log: RunLog, summary: dict, tag: str) -> None:
+def _log_summary(log: Callable[[str], None], summary: dict, tag: str) -> None:
     log(f"Overall test acc: {100 * summary['test_acc_mean']:.2f} ± {100 * summary['test_acc_std']:.2f} {tag}")
 
 

@@ -27,10 +27,15 @@ from utils.processes import is_main
 TEMPORARY = ".tmp"
 
 
-def make_run_dir(output_dir: str, script: str, label: str) -> Path:
-    """A new folder `output_dir/<script>/<YYYYmmdd-HHMMSS>_<label>[_k]` (label e.g. seed42), never an existing one."""
+def make_run_dir(output_dir: str, script: str, label: str, name: str | None = None) -> Path:
+    """A new folder `output_dir/<script>/<YYYYmmdd-HHMMSS>_<label>[_k]` (label e.g. seed42), never an existing one;
+    with `name`, the run's own folder `output_dir/<script>/<name>` (a run of that name may have left it without
+    its args.json: it is taken over)."""
     parent = Path(output_dir) / script
     parent.mkdir(parents=True, exist_ok=True)
+    if name is not None:
+        (parent / name).mkdir(exist_ok=True)
+        return parent / name
     stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}_{label}"
     for suffix in ["", *(f"_{k}" for k in range(2, 10_000))]:
         try:

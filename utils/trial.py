@@ -22,7 +22,7 @@ from utils.loss import SynergyObjective
 from utils.optim import build_optimizer
 from utils.pairing import Partners, training_partners
 from utils.precise_bn import has_batchnorm
-from utils.processes import AMP_DTYPES, resolve_device, synchronise_batchnorm, world_size
+from utils.processes import AMP_DTYPES, in_memory_format, resolve_device, synchronise_batchnorm, world_size
 from utils.seed import (
     ShuffledEpochs,
     batch_order_generator,
@@ -40,7 +40,7 @@ class Trial:
     """Everything one trial trains and evaluates with; built by `Trials.build`, run by `utils.loop`."""
 
     student: nn.Module
-    trained: nn.Module  # what the training steps call: the student, wrapped in DDP with several processes
+    trained: nn.Module  # what the training steps call: the student, in DDP with several processes, compiled
     splits: dict[str, Split]
     loaders: dict[str, DataLoader]  # train, val, test, and precise_bn for a student with BatchNorm
     partners: Partners  # each training sample's teacher-input key: `.draw(positions)`
@@ -90,7 +90,7 @@ class Trials:
                                  "processes; expected at least one item for each")
         set_seed(seed, args.deterministic)  # right before the student: its init does not depend on lam
         student, collate = experiment.build_student(args, experiment.feature_dim)
-        student = synchronise_batchnorm(student.to(self.device), self.device)
+        student = in_memory_format(synchronise_batchnorm(student.to(self.device), self.device), self.device)
         # A student may need more than one sample per training batch (BatchNorm over a 1x1 feature map); the
         # smallest training batch is the whole split when that is no larger than a batch.
         min_batch = getattr(student, "min_batch", 1)
@@ -127,6 +127,8 @@ class Trials:
         if world_size() > 1:  # averages the gradients of the processes' shares
             trained = DistributedDataParallel(student, device_ids=[self.device] if self.device.type == "cuda" else None,
                                               broadcast_buffers=False)
+        if args.compile:  # the training step only: evaluation runs once an epoch, eagerly
+            trained = torch.compile(trained)
         scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         return Trial(student=student, trained=trained, splits=splits, loaders=loaders, partners=partners,
                      teacher_features=self.features, objective=SynergyObjective(args.lam), optimizer=optimizer,
