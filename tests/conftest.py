@@ -53,3 +53,18 @@ def fresh_iemocap(tmp_path):
     from datasets.tools.synthetic_iemocap import write_synthetic_iemocap
 
     return write_synthetic_iemocap(tmp_path / "iemocap", per_class=6)
+
+
+@pytest.fixture(scope="session")
+def a2v_reference(avmnist, tiny_models, tmp_path_factory):
+    """(argv, run folder) of a finished A->V run that tests resume, evaluate or refuse, but never change: 3 steps
+    an epoch; trial 1's split needs teacher features trial 0's did not, so a resume between them computes them in
+    another process than the run left alone."""
+    import AVMNIST_A2V
+
+    argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--epochs", "2", "--n_times", "2",
+            "--batch_size", "16", "--subset", "48"]
+    out = tmp_path_factory.mktemp("reference")
+    assert AVMNIST_A2V.main([*argv, "--no_progress", "--output_dir", str(out)]) == 0
+    (args,) = out.rglob("args.json")
+    return argv, args.parent

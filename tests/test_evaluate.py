@@ -3,7 +3,6 @@ numbers exactly (CPU), in a folder of its own; the run's files are not touched."
 
 import json
 
-import pytest
 
 import AVMNIST_A2V
 import IEMOCAP_A2T
@@ -14,17 +13,7 @@ def files_of(folder):
     return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
-@pytest.mark.parametrize("script", [AVMNIST_A2V, IEMOCAP_A2T], ids=lambda module: module.SCRIPT)
-def test_eval_only_reproduces_the_test_numbers_and_touches_nothing(script, avmnist, iemocap, tiny_models, tmp_path,
-                                                                   capsys):
-    if script is AVMNIST_A2V:  # a ResNet student: its precise BatchNorm statistics come with best.pt
-        argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--epochs", "2"]
-    else:
-        argv = ["--audio_dir", str(iemocap), "--text_dir", str(iemocap / "IEMOCAP" / "texts"), "--teacher_path",
-                tiny_models["wav2vec2"], "--student_path", tiny_models["bert"], "--epochs", "2", "--subset", "24",
-                "--batch_size", "8", "--warmup_epochs", "0"]
-    assert script.main([*argv, "--n_times", "2", "--no_progress", "--output_dir", str(tmp_path / "runs")]) == 0
-    (run,) = (tmp_path / "runs").glob("*/*")
+def eval_only_reproduces_the_test_numbers_and_touches_nothing(script, run, tmp_path, capsys):
     before = files_of(run)
     capsys.readouterr()
     code, out, err = run_in_process(f"{script.SCRIPT}.py", ["--eval_only", str(run), "--output_dir",
@@ -39,6 +28,20 @@ def test_eval_only_reproduces_the_test_numbers_and_touches_nothing(script, avmni
     logged = (run / "log.txt").read_text().splitlines()
     assert [line for line in out.splitlines() if line.startswith(("Test", "Overall"))] == \
         [line for line in logged if line.startswith(("Test", "Overall"))]
+
+
+def test_eval_only_of_a_resnet_student_uses_the_precise_statistics_saved_with_it(a2v_reference, tmp_path, capsys):
+    _, run = a2v_reference
+    eval_only_reproduces_the_test_numbers_and_touches_nothing(AVMNIST_A2V, run, tmp_path, capsys)
+
+
+def test_eval_only_of_a_text_student(iemocap, tiny_models, tmp_path, capsys):
+    argv = ["--audio_dir", str(iemocap), "--text_dir", str(iemocap / "IEMOCAP" / "texts"), "--teacher_path",
+            tiny_models["wav2vec2"], "--student_path", tiny_models["bert"], "--epochs", "2", "--subset", "24",
+            "--batch_size", "8", "--warmup_epochs", "0"]
+    assert IEMOCAP_A2T.main([*argv, "--n_times", "2", "--no_progress", "--output_dir", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").glob("*/*")
+    eval_only_reproduces_the_test_numbers_and_touches_nothing(IEMOCAP_A2T, run, tmp_path, capsys)
 
 
 def test_eval_only_of_a_run_without_finished_trials_is_refused(avmnist, tmp_path, capsys):

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tests.helpers import results_in, results_of, run_folder, run_in_process, run_script
+import IEMOCAP_T2A
+from tests.helpers import results_in, run_in_process
 
 README_IEMOCAP = ["--epochs", "30", "--learning_rate", "5e-5", "--batch_size", "4", "--optim", "adam", "--lam", "0.3",
                   "--n_times", "3", "--random_seed", "1234"]
@@ -14,17 +15,19 @@ TINY_BUDGET = ["--epochs", "6", "--learning_rate", "3e-3", "--batch_size", "8", 
 
 @pytest.fixture(scope="module")
 def t2a_run(iemocap, tiny_models, tmp_path_factory):
-    """The README command as a user runs it (the resume tests show that a run gives the same numbers again)."""
+    """The README command's run folder (run in this process: tests/test_avmnist_scripts.py starts one as a user)."""
     audio_dir, text_dir = str(iemocap), str(iemocap / "IEMOCAP" / "texts")
-    return run_script("IEMOCAP_T2A.py", *README_IEMOCAP, "--audio_dir", audio_dir, "--text_dir", text_dir,
-                      "--language_model", "bert", "--teacher_path", tiny_models["bert"], "--student_path",
-                      tiny_models["wav2vec2"], *TINY_BUDGET, "--n_times", "1", "--output_dir",
-                      str(tmp_path_factory.mktemp("runs")))
+    out = tmp_path_factory.mktemp("runs")
+    assert IEMOCAP_T2A.main([*README_IEMOCAP, "--audio_dir", audio_dir, "--text_dir", text_dir, "--language_model",
+                             "bert", "--teacher_path", tiny_models["bert"], "--student_path", tiny_models["wav2vec2"],
+                             *TINY_BUDGET, "--n_times", "1", "--output_dir", str(out), "--no_progress"]) == 0
+    (results,) = out.rglob("results.json")
+    return results.parent
 
 
 def test_t2a_readme_command_learns_and_reports_iemocap_metrics(t2a_run):
-    results = results_of(t2a_run)
-    assert t2a_run.stdout.splitlines()[-1].endswith(" IEMOCAP T->A")
+    results = json.loads((t2a_run / "results.json").read_text())
+    assert (t2a_run / "log.txt").read_text().splitlines()[-1].endswith(" IEMOCAP T->A")
     test = results["trials"][0]["test"]
     assert set(test) == {"acc", "cls_loss", "latent_loss", "uar", "macro_f1", "confusion"}
     assert len(test["confusion"]) == 6 and all(len(row) == 6 for row in test["confusion"])
@@ -33,7 +36,7 @@ def test_t2a_readme_command_learns_and_reports_iemocap_metrics(t2a_run):
 
 
 def test_t2a_split_records_stems_and_labels(t2a_run):
-    split = json.loads((run_folder(t2a_run) / "trial0" / "split.json").read_text())
+    split = json.loads((t2a_run / "trial0" / "split.json").read_text())
     sizes = [len(split[k]) for k in ("train", "val", "test")]
     assert sizes == [96, 12, 12]  # 80/10/10 of 120 utterances
     stem, label = split["train"][0]

@@ -56,11 +56,11 @@ def test_only_the_batchnorm_layers_run_in_train_mode():
 
 
 def test_the_resnet_students_get_a_fixed_seeded_sample_the_same_for_every_lam(avmnist, tiny_models, tmp_path):
-    argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models["resnet18"], "--batch_size", "16",
-            "--precise_bn", "48"]
-    plain = build_trial(AVMNIST_V2A, [*argv, "--lam", "0"], tmp_path / "plain")
+    argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models["resnet18"], "--lam", "0", "--batch_size",
+            "16", "--precise_bn", "48"]
+    plain = build_trial(AVMNIST_V2A, argv, tmp_path / "plain")
     helped = build_trial(AVMNIST_V2A, [*argv, "--lam", "0.3"], tmp_path / "helped")
-    other = build_trial(AVMNIST_V2A, [*argv, "--lam", "0"], tmp_path / "other", seed=43)
+    other = build_trial(AVMNIST_V2A, argv, tmp_path / "other", seed=43)
 
     def positions(setup):
         return np.concatenate([batch.positions for batch in setup.loaders["precise_bn"]])

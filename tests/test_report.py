@@ -333,20 +333,18 @@ def test_the_report_runs_without_matplotlib_torch_or_the_project_packages(sweep)
     assert last_line == "report: error: --plots needs matplotlib (pip install -r requirements.txt)"
 
 
-def test_a_real_pair_of_tiny_runs(avmnist, tiny_models, tmp_path, capsys):
+def test_a_real_pair_of_tiny_runs(a2v_reference, tmp_path, capsys):
     import AVMNIST_A2V
 
-    runs = tmp_path / "runs"
-    for lam in ("0", "0.3"):
-        assert AVMNIST_A2V.main(["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--lam", lam,
-                                 "--epochs", "1", "--n_times", "2", "--no_progress", "--output_dir", str(runs)]) == 0
+    argv, helped = a2v_reference  # lam 0.3, the default
+    assert AVMNIST_A2V.main([*argv, "--lam", "0", "--no_progress", "--output_dir", str(tmp_path / "runs")]) == 0
     capsys.readouterr()
-    assert main([str(runs), "--json", str(tmp_path / "report.json")]) == 0
+    assert main([str(tmp_path / "runs"), str(helped), "--json", str(tmp_path / "report.json")]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert sorted(group["settings"]["lam"] for group in report["groups"]) == [0.0, 0.3]
     (comparison,) = report["comparisons"]
     accuracy = {}  # (lam, seed) -> test accuracy, as the runs recorded them
-    for path in runs.rglob("results.json"):
+    for path in [*(tmp_path / "runs").rglob("results.json"), helped / "results.json"]:
         lam = json.loads((path.parent / "args.json").read_text())["lam"]
         accuracy.update({(lam, t["seed"]): t["test"]["acc"] for t in json.loads(path.read_text())["trials"]})
     assert comparison["seeds"] == [42, 43]

@@ -12,7 +12,6 @@ import time
 import pytest
 import torch
 
-import AVMNIST_A2V
 import IEMOCAP_T2A
 from tests.helpers import REPO, interrupt_at_step, last_line, run_in_process
 from utils.trial import Trials
@@ -43,19 +42,6 @@ def assert_same_outcome(a, b):
     assert weights_a.keys() == weights_b.keys()
     for trial, state in weights_a.items():
         assert all(torch.equal(state[name], weights_b[trial][name]) for name in state), trial
-
-
-# 3 steps an epoch; trial 1's split needs teacher features trial 0's did not, so a resume between them computes
-# them in another process than the run left alone.
-A2V_ARGV = ["--epochs", "2", "--n_times", "2", "--batch_size", "16", "--subset", "48"]
-
-
-@pytest.fixture(scope="module")
-def a2v_reference(avmnist, tiny_models, tmp_path_factory):
-    argv = ["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], *A2V_ARGV]
-    out = tmp_path_factory.mktemp("reference")
-    assert AVMNIST_A2V.main([*argv, "--no_progress", "--output_dir", str(out)]) == 0
-    return argv, run_dir(out)
 
 
 def test_ctrl_c_mid_epoch_then_resume_equals_the_run_left_alone(a2v_reference, tmp_path, monkeypatch, capsys):

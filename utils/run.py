@@ -14,13 +14,13 @@ import os
 import shutil
 import sys
 from contextlib import ExitStack
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import transformers
 
 from utils.config import load_split_file
 from utils.experiment import Experiment, InputError, NonFiniteLossError
@@ -117,7 +117,7 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
             teacher = experiment.teacher.source.as_dict() if experiment.teacher is not None else None
             results = {"experiment": experiment.tag, "teacher": teacher, "trials": [], "summary": None,
                        "complete": False,
-                       "environment": {"torch": torch.__version__, "transformers": transformers.__version__,
+                       "environment": {"torch": torch.__version__, "transformers": version("transformers"),
                                        "device": str(trials.device)}}
             write_json_atomically(results, run_dir / "results.json")
         try:
