@@ -10,6 +10,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Idle OpenMP threads spin by default; on a shared 2-core machine that slows every torch process
 # several times. Set before torch is imported; the scripts run by tests inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "PYTEST_XDIST_WORKER" in os.environ:  # pytest.ini runs two test processes: one thread each, not two
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
