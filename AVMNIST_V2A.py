@@ -41,8 +41,8 @@ TAG = "AVMNIST V->A"
 DEFAULTS = dict(epochs=30, learning_rate=1e-3, batch_size=32, optim="adam", lam=0.3, n_times=3, random_seed=42,
                 lr_decay_step=25, lr_decay_ratio=0.1, mj_model="resnet18")
 # --demo: the 112x112 spectrogram student is the costliest step on a CPU, so fewer training items, two epochs (a
-# third did not raise the validation accuracy) and BatchNorm statistics from 256 of them (8 batches), not all 640.
-DEMO = dict(epochs=2, batch_size=32, subset=640, n_times=1, num_workers=0, teacher_path="random", precise_bn=256)
+# third did not raise the validation accuracy) and BatchNorm statistics from 128 of them (4 batches), not all 640.
+DEMO = dict(epochs=2, batch_size=32, subset=640, n_times=1, num_workers=0, teacher_path="random", precise_bn=128)
 DEMO_NOTE = "a randomly initialised ResNet-18 teacher (ImageNet weights are not installable offline)"
 
 
