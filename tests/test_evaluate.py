@@ -3,7 +3,6 @@ numbers exactly (CPU), in a folder of its own; the run's files are not touched."
 
 import json
 
-
 import AVMNIST_A2V
 import IEMOCAP_A2T
 from tests.helpers import last_line, run_in_process
