@@ -15,8 +15,12 @@ from transformers import (
     Wav2Vec2Config,
     Wav2Vec2Model,
 )
+from transformers.utils import logging as hf_logging
 
 from models.pretrained import minilm_folder
+
+# transformers draws a bar per saved checkpoint: noise on stderr beside a demo run's own bars.
+hf_logging.disable_progress_bar()
 
 TINY_WAV2VEC2 = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                      conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
