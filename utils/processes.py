@@ -135,12 +135,13 @@ class Processes:
             earlier = self._failure()
             if earlier is not None and earlier[1] != rank():
                 self._end_like(earlier)  # this error follows from it, e.g. a collective whose peer left
-            code = 130 if isinstance(error, KeyboardInterrupt) else getattr(error, "exit_code", 1)
-            lines = str(error).strip().splitlines() or [type(error).__name__]
-            message = "interrupted" if isinstance(error, KeyboardInterrupt) else lines[-1]
-            self.store.compare_set(_FAILURE, "", f"{code}|{rank()}|{message}")  # the first failure wins
-            return
+            return  # the run says what failed (`failed`)
         dist.destroy_process_group()
+
+    def failed(self, code: int, message: str) -> None:
+        """Tell the other processes that this one ends with `code` and `message` (the first failure wins)."""
+        if self.store is not None:
+            self.store.compare_set(_FAILURE, "", f"{code}|{rank()}|{message}")
 
     def _failure(self) -> tuple[int, int, str] | None:
         if not self.store.check([_FAILURE]):
