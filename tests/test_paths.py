@@ -70,7 +70,9 @@ PATHS = {
     "--split session":                     (FIXED_SPLIT, FIXED_SPLIT, RUN,              RUN),
 }
 TAGS = {"V2A": "AVMNIST V->A", "A2V": "AVMNIST A->V", "T2A": "IEMOCAP T->A", "A2T": "IEMOCAP A->T"}
-STEPS = {"V2A": 1, "A2V": 1, "T2A": 2, "A2T": 2}  # training steps an epoch of a tiny run
+# A tiny run: 2 epochs of 1 step (AVMNIST: 4 items a split, the 112x112 student costs most) or 2 steps (IEMOCAP: 8).
+ITEMS = {"V2A": 4, "A2V": 4, "T2A": 8, "A2T": 8}
+STEPS = {"V2A": 1, "A2V": 1, "T2A": 2, "A2T": 2}
 STEPS_TORCHRUN = 3  # training steps an epoch of T->A's torchrun runs (24 items, batches of 8)
 
 
@@ -113,7 +115,7 @@ def split_sizes(folder: Path) -> dict[str, int]:
 
 
 class Runs:
-    """The scripts' tiny runs (2 epochs of 1 or 2 steps, 8 items a split), and each script's run left alone."""
+    """The scripts' tiny runs (`ITEMS`, `STEPS`), and each script's run left alone."""
 
     def __init__(self, avmnist: Path, iemocap: Path, models: dict[str, str], tmp: Path) -> None:
         self.avmnist, self.iemocap, self.models, self.tmp = avmnist, iemocap, models, tmp
@@ -130,7 +132,7 @@ class Runs:
                 "--teacher_path", self.models[teacher], "--student_path", self.models[student], "--warmup_epochs", "0"]
 
     def argv(self, name: str) -> list[str]:
-        return [*self.data(name), "--subset", "8", "--batch_size", str(8 // STEPS[name]), "--epochs", "2",
+        return [*self.data(name), "--subset", str(ITEMS[name]), "--batch_size", "4", "--epochs", "2",
                 "--n_times", "1", "--learning_rate", "3e-3"]
 
     def folder(self, label: str) -> Path:
@@ -353,15 +355,16 @@ def test_lam_0(name, runs, capsys):
 @pytest.mark.parametrize("name", cells("--teacher_cache off"))
 def test_teacher_cache_off(name, runs, capsys):
     # The teacher runs in the loop on each batch's inputs: the features of the cache, which computes them one input at
-    # a time, up to rounding (batched kernels), so the same training up to rounding: measured within 1.2e-4 relative
-    # (V->A's validation loss after 2 steps; the ResNet student amplifies its first bits), hence 1e-3, and
-    # accuracies within one sample (a prediction with a margin that small may flip).
+    # a time, up to rounding (batched kernels), so the same training up to rounding, which training amplifies:
+    # measured up to 1.9e-3 relative (A->V's validation loss after 2 steps), hence 1e-2, and accuracies within one
+    # sample (a prediction with a margin that small may flip).
     folder, _, err = runs.run(name, "cache_off", "--teacher_cache", "off", capsys=capsys)
     assert "teacher features:" not in err  # no cache built
     for a, b in zip(rows_of(runs.reference(name, capsys)), rows_of(folder), strict=True):
         for column in ("train_cls", "train_latent", "val_cls", "val_latent"):
-            assert relative(a[column], b[column]) <= 1e-3, column
-        assert within_samples(a["train_acc"], b["train_acc"], 8, 1) and within_samples(a["val_acc"], b["val_acc"], 8, 1)
+            assert relative(a[column], b[column]) <= 1e-2, column
+        for column in ("train_acc", "val_acc"):
+            assert within_samples(a[column], b[column], ITEMS[name], 1), column
 
 
 @pytest.mark.parametrize("name", cells("--cache_dir"))
@@ -478,7 +481,7 @@ def test_multibench_layout(name, runs, tmp_path_factory, capsys):
     argv = runs.argv(name)
     argv[argv.index("--data_root") + 1] = str(multibench)
     folder, out, _ = runs.run(name, "multibench", capsys=capsys, argv=argv)
-    assert out.splitlines()[-1].endswith(TAGS[name]) and split_sizes(folder)["train"] == 8
+    assert out.splitlines()[-1].endswith(TAGS[name]) and split_sizes(folder)["train"] == ITEMS[name]
 
 
 @pytest.mark.parametrize("name", cells("--classes 4"))
@@ -583,9 +586,9 @@ def launches(avmnist, iemocap, tiny_models, deterministic_bert, tmp_path_factory
                     "0", "--learning_rate", "3e-3", "--subset", "24", "--batch_size", "8"]
     budget = ["--epochs", "2", "--n_times", "1"]
     argv = {
-        "V2A": ["--data_root", str(avmnist), "--teacher_path", tiny_models["resnet18"], "--subset", "16",
+        "V2A": ["--data_root", str(avmnist), "--teacher_path", tiny_models["resnet18"], "--subset", "8",
                 "--batch_size", "8", *budget],
-        "A2V": ["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--subset", "16",
+        "A2V": ["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--subset", "8",
                 "--batch_size", "8", *budget],
         "T2A": [*iemocap_data, "--teacher_path", tiny_models["bert"], "--student_path", tiny_models["wav2vec2"],
                 *budget],
@@ -609,7 +612,7 @@ def launches(avmnist, iemocap, tiny_models, deterministic_bert, tmp_path_factory
                if name != "T2A"]
     runs.second = torchrun([*second, runs.command("A2V", "failing", [*argv["A2V"], "--output_dir",
                                                                      str(runs.out("failing_runs"))],
-                                                  fail_at_step=2)], folder)
+                                                  fail_at_step=1)], folder)
     return runs
 
 
@@ -656,8 +659,8 @@ class TestTorchrun:
         if name == "T2A":
             return
         # A ResNet's BatchNorm sums over shares of 4 instead of a batch of 8 differ in the last bits (3e-7 after the
-        # first convolutions), which it amplifies from step to step: up to 3e-4 relative in the first epoch's training
-        # loss (V->A, 2 steps), up to 1.6e-2 in the second epoch (measured). BERT without dropout: 1e-7. And amplified
+        # first convolutions), which it amplifies from step to step: measured up to 3e-4 relative in the first epoch's
+        # training loss (V->A with 2 steps an epoch), up to 1.6e-2 in the second epoch. BERT without dropout: 1e-7. And amplified
         # rounding flips a prediction now and then (one test sample of 32 on one machine of this kind): accuracies
         # within two samples.
         resnet = name in ("V2A", "A2V")
@@ -714,7 +717,7 @@ class TestTorchrun:
         assert told - failed < 10
         assert re.findall(r"^\s+exitcode\s+: (-?\d+)", launches.second.stderr, re.M) == ["1", "1"]  # torchrun's report
         (trial,) = launches.out("failing_runs").rglob("trial0")
-        line = ("AVMNIST_A2V.py: error: training step 2 of epoch 1 failed on process 1: RuntimeError: a failure inside "
+        line = ("AVMNIST_A2V.py: error: training step 1 of epoch 1 failed on process 1: RuntimeError: a failure inside "
                 f"torch, on purpose (traceback in {trial / 'error_process1.txt'})")
         assert last_line(launches.stderr("failing", 1)) == line
         assert f"{line} (found by process 1)" in launches.stderr("failing", 0)
