@@ -17,7 +17,6 @@ import copy
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, the root is not on the path
@@ -25,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from teacher_cost import timed  # noqa: E402  (this folder's own benchmark)
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from models.wav2vec2 import Wav2Vec2AudioStudent  # noqa: E402
@@ -36,17 +36,6 @@ def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: dict,
     logits, feature = model(**inputs)
     (torch.nn.functional.cross_entropy(logits, labels) + feature.pow(2).mean()).backward()
     optimizer.step()
-
-
-def timed(work, device: torch.device) -> float:
-    dist.barrier()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    work()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -74,6 +63,7 @@ def main() -> int:
         seconds = {False: [], True: []}
         for k in range(options.rounds + 1):  # round 0 warms up
             for search in ((False, True) if k % 2 == 0 else (True, False)):
+                dist.barrier()  # the processes start each measurement together
                 took = timed(lambda: step(models[search], optimizers[search], inputs, labels), device)
                 if k:
                     seconds[search].append(took)

@@ -43,31 +43,31 @@ AVMNIST_ONLY = "an AVMNIST option: IEMOCAP's data has no such variant"
 TEN_DIGITS = "an IEMOCAP option: AVMNIST has its ten digits"
 FIXED_SPLIT = "an IEMOCAP option: AVMNIST's test split is fixed"
 NO_WAVS = "A->V's teacher reads the spoken digits, which MultiBench's layout lacks (the README: V->A only)"
-NO_CHECKPOINTING = "the ResNet students have no such option (IEMOCAP's wav2vec2 and BERT students)"
+RESNETS = "an IEMOCAP option (its wav2vec2 and BERT students recompute activations; the ResNets have none)"
 
 SCRIPTS = {"V2A": AVMNIST_V2A, "A2V": AVMNIST_A2V, "T2A": IEMOCAP_T2A, "A2T": IEMOCAP_A2T}
 PATHS = {
-    # mode                                  V2A          A2V          T2A               A2T
-    "train":                               (RUN,         RUN,         RUN,              RUN),
-    "kill and resume":                     (RUN,         RUN,         RUN,              RUN),
-    "--eval_only":                         (RUN,         RUN,         RUN,              RUN),
-    "torchrun: train":                     (RUN,         RUN,         RUN,              RUN),
-    "torchrun: kill and resume":           (RUN,         RUN,         RUN,              RUN),
-    "torchrun: --eval_only":               (RUN,         RUN,         RUN,              RUN),
-    "--compile":                           (RUN,         RUN,         RUN,              RUN),
-    "--amp bf16":                          (RUN,         RUN,         RUN,              RUN),
-    "--lam 0":                             (RUN,         RUN,         RUN,              RUN),
-    "--teacher_cache off":                 (RUN,         RUN,         RUN,              RUN),
-    "--cache_dir":                         (RUN,         RUN,         RUN,              RUN),
-    "--pairing paired":                    (RUN,         RUN,         RUN,              RUN),
-    "--gradient_checkpointing":            (NO_CHECKPOINTING, NO_CHECKPOINTING, RUN,    RUN),
-    "--deterministic":                     (RUN,         RUN,         RUN,              RUN),
-    "--tensorboard":                       (RUN,         RUN,         RUN,              RUN),
-    "--run_name":                          (RUN,         RUN,         RUN,              RUN),
-    "--pca false":                         (RUN,         RUN,         AVMNIST_ONLY,     AVMNIST_ONLY),
-    "MultiBench layout":                   (RUN,         NO_WAVS,     AVMNIST_ONLY,     AVMNIST_ONLY),
-    "--classes 4":                         (TEN_DIGITS,  TEN_DIGITS,  RUN,              RUN),
-    "--split session":                     (FIXED_SPLIT, FIXED_SPLIT, RUN,              RUN),
+    # mode                       V2A          A2V          T2A           A2T
+    "train":                    (RUN,         RUN,         RUN,          RUN),
+    "kill and resume":          (RUN,         RUN,         RUN,          RUN),
+    "--eval_only":              (RUN,         RUN,         RUN,          RUN),
+    "--compile":                (RUN,         RUN,         RUN,          RUN),
+    "--amp bf16":               (RUN,         RUN,         RUN,          RUN),
+    "--lam 0":                  (RUN,         RUN,         RUN,          RUN),
+    "--teacher_cache off":      (RUN,         RUN,         RUN,          RUN),
+    "--cache_dir":              (RUN,         RUN,         RUN,          RUN),
+    "--pairing paired":         (RUN,         RUN,         RUN,          RUN),
+    "--gradient_checkpointing": (RESNETS,     RESNETS,     RUN,          RUN),
+    "--deterministic":          (RUN,         RUN,         RUN,          RUN),
+    "--tensorboard":            (RUN,         RUN,         RUN,          RUN),
+    "--run_name":               (RUN,         RUN,         RUN,          RUN),
+    "--pca false":              (RUN,         RUN,         AVMNIST_ONLY, AVMNIST_ONLY),
+    "MultiBench layout":        (RUN,         NO_WAVS,     AVMNIST_ONLY, AVMNIST_ONLY),
+    "--classes 4":              (TEN_DIGITS,  TEN_DIGITS,  RUN,          RUN),
+    "--split session":          (FIXED_SPLIT, FIXED_SPLIT, RUN,          RUN),
+    "torchrun: train":          (RUN,         RUN,         RUN,          RUN),
+    "torchrun: kill and resume": (RUN,        RUN,         RUN,          RUN),
+    "torchrun: --eval_only":    (RUN,         RUN,         RUN,          RUN),
 }
 TAGS = {"V2A": "AVMNIST V->A", "A2V": "AVMNIST A->V", "T2A": "IEMOCAP T->A", "A2T": "IEMOCAP A->T"}
 # A tiny run: 2 epochs of 1 step (AVMNIST: 4 items a split, the 112x112 student costs most) or 2 steps (IEMOCAP: 8).
@@ -94,7 +94,7 @@ def mode_test(mode: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", mode.lower()).strip("_")
 
 
-# --- what a run left behind ----------------------------------------------------------------------------------------
+# --- comparing runs -------------------------------------------------------------------------------------------------
 
 
 def relative(a, b) -> float:
@@ -319,35 +319,26 @@ HOST_DRAWS = {"T2A": ("Wav2Vec2AudioStudent.time_masked_frames ", "Wav2Vec2Audio
 
 
 @pytest.mark.parametrize("name", cells("--compile"))
-def test_compile(name, runs, aot_eager, monkeypatch, capsys):
+def test_compile(name, runs, aot_eager, capsys):
+    # The step compiles without a graph break but the wav2vec2 student's host draws, and with no graph left to eager
+    # code; best.pt stays the plain student's state_dict. The ResNet students draw no random numbers: compiled, they
+    # give the eager numbers up to rounding; with aot_eager's eager kernels in the captured graphs, within 1e-4
+    # relative after 2 steps and the same predictions (inductor's own kernels round otherwise, and training amplifies
+    # that: the README's numbers). With inductor the IEMOCAP students draw dropout and noise from compiled code's own
+    # random stream (the README).
     folder, _, err = runs.run(name, "compiled", "--compile", capsys=capsys)
-    assert err.count(f"compile: torch.compile compiled the training step of ") == 1
+    assert err.count("compile: torch.compile compiled the training step of ") == 1
     assert "Traceback" not in err and "Warning" not in err and "failed" not in err
     assert aot_eager["aot_autograd"]["ok"] == aot_eager["aot_autograd"]["total"] > 0  # no graph fell back
     assert all(any(draw in reason for draw in HOST_DRAWS.get(name, ())) for reason in aot_eager["graph_break"])
     assert not [key for key in torch.load(folder / "trial0" / "best.pt", weights_only=True) if "_orig_mod" in key]
+    rows = rows_of(folder)
+    assert all(np.isfinite(float(row[column])) for row in rows for column in ("train_cls", "val_cls"))
     if name in ("V2A", "A2V"):
-        # The ResNet students draw no random numbers: compiled, the numbers of the eager run up to rounding (fused
-        # graphs sum in another order: losses within 1e-4 relative after 2 steps), the same predictions.
-        reference = runs.reference(name, capsys)
-        for a, b in zip(rows_of(reference), rows_of(folder), strict=True):
+        for a, b in zip(rows_of(runs.reference(name, capsys)), rows, strict=True):
             for column in ("train_cls", "train_latent", "val_cls", "val_latent"):
                 assert relative(a[column], b[column]) <= 1e-4, column
             assert a["train_acc"] == b["train_acc"] and a["val_acc"] == b["val_acc"]
-        return
-    if name == "A2T":
-        return  # BERT's dropout comes from compiled code's own stream too; the resume is checked on T->A's draws
-    # Dropout, noise, time masks and LayerDrop: compiled code draws them from its own stream. The same compiled run
-    # again, and its resume after Ctrl-C, give the same numbers bit for bit.
-    out = runs.folder("compiled_interrupted")
-    with monkeypatch.context() as patch:
-        interrupt_at_step(patch, STEPS[name] + 1)
-        code, _, _ = run_in_process(SCRIPTS[name].SCRIPT + ".py", [*runs.argv(name), "--compile", "--output_dir",
-                                                                   str(out)], capsys)
-    assert code == 130
-    code, _, err = run_in_process(SCRIPTS[name].SCRIPT + ".py", ["--resume", str(the_run(out))], capsys)
-    assert code == 0, err[-3000:]
-    assert_same_outcome(the_run(out), folder)
 
 
 @pytest.mark.parametrize("name", cells("--amp bf16"))
@@ -669,9 +660,9 @@ class TestTorchrun:
             return
         # A ResNet's BatchNorm sums over shares of 4 instead of a batch of 8 differ in the last bits (3e-7 after the
         # first convolutions), which it amplifies from step to step: measured up to 3e-4 relative in the first epoch's
-        # training loss (V->A with 2 steps an epoch), up to 1.6e-2 in the second epoch. BERT without dropout: 1e-7. And amplified
-        # rounding flips a prediction now and then (one test sample of 32 on one machine of this kind): accuracies
-        # within two samples.
+        # training loss (V->A with 2 steps an epoch), up to 1.6e-2 in the second epoch. BERT without dropout: 1e-7.
+        # And amplified rounding flips a prediction now and then (one test sample of 32 on one machine of this kind):
+        # accuracies within two samples.
         resnet = name in ("V2A", "A2V")
         for a, b in zip(rows_of(one), rows_of(run), strict=True):
             for column in ("train_cls", "train_latent", "val_cls", "val_latent"):

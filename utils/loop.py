@@ -50,8 +50,6 @@ class StageError(Exception):
     step 3 of epoch 1": the run ends with exit code 1 and one line (utils/run.py). `folder` is where the process
     that failed keeps its traceback (its trial's folder), once the run knows it."""
 
-    exit_code = 1
-
     def __init__(self, stage: str, error: Exception) -> None:
         super().__init__(stage)
         self.stage, self.error, self.folder = stage, error, None
