@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository is not on the path
 
@@ -32,7 +33,7 @@ import utils.loop  # noqa: E402
 RANK, WORLD_SIZE = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 
 
-def at_optimizer_step(n: int, action) -> contextlib.AbstractContextManager:
+def at_optimizer_step(n: int, action: Callable[[], None]) -> contextlib.AbstractContextManager:
     """`action()` in place of the n-th optimizer step of this process (the scripts' default optimizer, Adam)."""
     original, calls = torch.optim.Adam.step, []
 
@@ -46,6 +47,7 @@ def at_optimizer_step(n: int, action) -> contextlib.AbstractContextManager:
 
 
 def copied_after_epoch(epoch: int, folder: Path) -> contextlib.AbstractContextManager:
+    """The run folder copied to `folder` by the first process right after epoch `epoch` saved its training state."""
     original = utils.loop.save_training_state
 
     def save(path, trial, progress):
@@ -57,7 +59,7 @@ def copied_after_epoch(epoch: int, folder: Path) -> contextlib.AbstractContextMa
 
 
 @contextlib.contextmanager
-def _patched(owner, name: str, value):
+def _patched(owner: object, name: str, value: object) -> Iterator[None]:
     original = getattr(owner, name)
     setattr(owner, name, value)
     try:
