@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
 from models.heads import IemocapAudioHead, masked_mean
@@ -118,6 +119,12 @@ class Wav2Vec2AudioStudent(nn.Module):
     """T→A student: Wav2Vec2Model (base-960h, ``--student_path`` or random) fine-tuned with time masking.
 
     Masked mean over the valid frames → ``feature = Linear(hidden, D)`` → Linear(D,128) → GELU → Linear(128,C).
+
+    The forward is transformers' Wav2Vec2Model.forward (feature encoder, projection, SpecAugment time masks, the
+    encoder with LayerDrop) in the same operations and random draws, so the same numbers, written so that a step reads
+    nothing back from the device and `torch.compile` captures it without data-dependent shapes: the time masks are
+    drawn on the host from the collate's lengths and written as indices made there, padded frames are zeroed by
+    selection, and each LayerDrop draw is made on the host, outside the compiled graph.
     """
 
     def __init__(self, dim: int, num_classes: int, path: str | None = None,
@@ -127,12 +134,19 @@ class Wav2Vec2AudioStudent(nn.Module):
             Wav2Vec2Model, WAV2VEC2_MODELS["base"], path, "student",
             config_overrides={"mask_time_prob": 0.3, "apply_spec_augment": True},
         )
+        if model.config.mask_feature_prob > 0 or model.config.add_adapter:
+            raise InputError(f"--student_path {path}: the wav2vec2 student's config has "
+                             f"mask_feature_prob {model.config.mask_feature_prob} and add_adapter "
+                             f"{model.config.add_adapter}; expected 0 and false (time masking only, no adapter)")
         model.freeze_feature_encoder()
         if gradient_checkpointing:
             trade_compute_for_memory(model)
         self.wav2vec2 = model
         self.min_input_samples = min_samples_for_time_masking(model.config)
         self.min_frame_samples = min_samples_for_frames(model.config, 1)
+        # LayerDrop (wav2vec2-base: 0.1): a training step may leave out whole layers, and so their parameters;
+        # several processes need DDP's unused-parameter search for that (utils/trial.py).
+        self.skips_layers = model.config.layerdrop > 0
         self.feature = nn.Linear(model.config.hidden_size, dim)
         self.head = IemocapAudioHead(dim, num_classes)
 
@@ -141,35 +155,62 @@ class Wav2Vec2AudioStudent(nn.Module):
         """(logits B×C, feature B×D) of right-padded normalised waveforms B×T with their 0/1 mask B×T.
 
         In train mode the padded length must be at least ``min_input_samples`` (time masking raises below it);
-        every utterance needs ``min_frame_samples`` (one frame; the collate checks). With ``sample_lengths``
-        (each utterance's samples, on the host) the time masks are drawn here, on the host.
+        every utterance needs ``min_frame_samples`` (one frame; the collate checks). ``sample_lengths`` are each
+        utterance's samples on the host (the collate's); without them, training reads them back from the device.
         """
+        model, config = self.wav2vec2, self.wav2vec2.config
         if self.training:
             # Noise only on real samples, so the padding the collate added stays exactly zero.
             noise = torch.randn_like(input_values) * 1e-3
             input_values = input_values + noise * attention_mask.to(input_values.dtype)
-        masks = None
-        if self.training and sample_lengths is not None and self.wav2vec2.config.mask_time_prob > 0:
-            masks = self.time_masks(sample_lengths, input_values.shape[1]).to(input_values.device, non_blocking=True)
         # HF advises against attention_mask for group-norm models (base-960h was trained without one):
         # the conv encoder ignores it anyway; it keeps attention and time masking off the padded frames.
-        hidden = self.wav2vec2(input_values, attention_mask=attention_mask, mask_time_indices=masks).last_hidden_state
-        frames = self.wav2vec2._get_feat_extract_output_lengths(attention_mask.sum(dim=-1).long())
+        hidden, _ = model.feature_projection(model.feature_extractor(input_values).transpose(1, 2))
+        frames = model._get_feat_extract_output_lengths(attention_mask.sum(dim=-1).long())
         # The same frame mask as HF's _get_feature_vector_attention_mask, from the lengths already at hand.
         frame_mask = torch.arange(hidden.shape[1], device=hidden.device) < frames.unsqueeze(1)
+        if self.training and config.mask_time_prob > 0:
+            if sample_lengths is None:
+                sample_lengths = attention_mask.sum(dim=-1).cpu().numpy()
+            # Written where HF writes `hidden[mask] = masked_spec_embed` (the same kernel and gradient), by the
+            # indices the boolean mask stands for.
+            rows, columns = (index.to(hidden.device, non_blocking=True)
+                             for index in self.time_masked_frames(sample_lengths, input_values.shape[1]))
+            hidden = hidden.index_put((rows, columns), model.masked_spec_embed.to(hidden.dtype))
+        hidden = self.encode(hidden, frame_mask)
         feature = self.feature(masked_mean(hidden, frame_mask))
         return self.head(feature), feature
 
-    def time_masks(self, sample_lengths: np.ndarray, padded_samples: int) -> Tensor:
-        """SpecAugment's time masks (B×frames, bool, on the host), drawn as transformers' forward draws them (its
-        own function, NumPy's global generator, the frame lengths of the utterances), but from lengths the
-        host knows: the forward would read them back from the device."""
+    def encode(self, hidden: Tensor, frame_mask: Tensor) -> Tensor:
+        """transformers' Wav2Vec2Encoder (or Wav2Vec2EncoderStableLayerNorm) on the projected, masked frames."""
+        encoder, config = self.wav2vec2.encoder, self.wav2vec2.config
+        hidden = torch.where(frame_mask.unsqueeze(-1), hidden, 0.0)  # padded frames are zero
+        attention_mask = create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=frame_mask)
+        hidden = hidden + encoder.pos_conv_embed(hidden)
+        if not config.do_stable_layer_norm:
+            hidden = encoder.layer_norm(hidden)
+        hidden = encoder.dropout(hidden)
+        for layer in encoder.layers:
+            if not (self.training and config.layerdrop > 0 and self.layer_dropped()):
+                hidden = layer(hidden, attention_mask=attention_mask)
+        return encoder.layer_norm(hidden) if config.do_stable_layer_norm else hidden
+
+    @torch.compiler.disable  # a draw on the host: compiled code keeps it out of its graph
+    def layer_dropped(self) -> bool:
+        """LayerDrop: whether the next encoder layer is left out, drawn as HF draws it (torch's global generator)."""
+        return bool(torch.rand([]) < self.wav2vec2.config.layerdrop)
+
+    @torch.compiler.disable  # NumPy draws on the host: compiled code keeps them out of its graph
+    def time_masked_frames(self, sample_lengths: np.ndarray, padded_samples: int) -> tuple[Tensor, Tensor]:
+        """SpecAugment's time masks as (batch rows, frame columns) of the masked frames, on the host: drawn as
+        transformers' forward draws them (its own function, NumPy's global generator, the frame lengths of the
+        utterances), but from lengths the host knows: the forward would read them back from the device."""
         config = self.wav2vec2.config
-        lengths = frames_of(config, sample_lengths)
+        lengths = frames_of(config, np.asarray(sample_lengths))
         frames = int(frames_of(config, np.array([padded_samples]))[0])
         frame_mask = torch.from_numpy(np.arange(frames) < lengths[:, None])
-        masks = _compute_mask_indices((len(sample_lengths), frames), mask_prob=config.mask_time_prob,
+        masks = _compute_mask_indices((len(lengths), frames), mask_prob=config.mask_time_prob,
                                       mask_length=config.mask_time_length, attention_mask=frame_mask,
                                       min_masks=config.mask_time_min_masks)
-        masks = torch.from_numpy(masks)
-        return masks.pin_memory() if torch.cuda.is_available() else masks
+        indices = (torch.from_numpy(index) for index in np.nonzero(masks))
+        return tuple(index.pin_memory() if torch.cuda.is_available() else index for index in indices)

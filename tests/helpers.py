@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import os
@@ -52,6 +53,46 @@ def results_in(folder: Path) -> dict:
     """The results.json of the one run under `folder`."""
     (path,) = folder.rglob("results.json")
     return json.loads(path.read_text())
+
+
+def the_run(output_dir: Path) -> Path:
+    """The one run folder under `output_dir` (not an --eval_only folder)."""
+    (args,) = [path for path in output_dir.rglob("args.json") if not path.parent.name.endswith("_eval")]
+    return args.parent
+
+
+def rows_of(folder: Path, trial: int = 0) -> list[dict]:
+    """A trial's metrics.csv rows."""
+    return list(csv.DictReader(open(folder / f"trial{trial}" / "metrics.csv")))
+
+
+def outcome(folder: Path) -> tuple:
+    """What a run must reproduce: results.json's trials without checkpoint paths, metrics rows without timings, the
+    best.pt of each trial."""
+    results = json.loads((folder / "results.json").read_text())
+    for trial in results["trials"]:
+        trial.pop("checkpoint")
+    rows, weights = {}, {}
+    for trial in sorted(folder.glob("trial*")):
+        rows[trial.name] = [{k: v for k, v in row.items() if not k.endswith("seconds")}
+                            for row in csv.DictReader(open(trial / "metrics.csv"))]
+        weights[trial.name] = torch.load(trial / "best.pt", weights_only=True)
+    return results["trials"], rows, weights
+
+
+def assert_same_outcome(a: Path, b: Path) -> None:
+    """Two runs gave the same results, metrics and checkpoints, bit for bit."""
+    (trials_a, rows_a, weights_a), (trials_b, rows_b, weights_b) = outcome(a), outcome(b)
+    assert trials_a == trials_b and rows_a == rows_b
+    assert weights_a.keys() == weights_b.keys()
+    for trial, state in weights_a.items():
+        assert state.keys() == weights_b[trial].keys()
+        assert all(torch.equal(state[name], weights_b[trial][name]) for name in state), trial
+
+
+def files_of(folder: Path) -> dict[Path, bytes]:
+    """Every file under `folder` and its bytes."""
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
 def last_line(text: str) -> str:

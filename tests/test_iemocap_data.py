@@ -24,6 +24,7 @@ from datasets.iemocap import (
 from datasets.tools.prepare_iemocap import main as prepare_main
 from datasets.tools.synthetic_iemocap import write_synthetic_iemocap
 from models.wav2vec2 import normalize_waveform
+from tests.helpers import results_in, run_in_process
 from utils.experiment import InputError
 
 PER_CLASS = 20  # of the shared `iemocap` tree (conftest.py)
@@ -228,3 +229,13 @@ def test_prepare_cli(iemocap: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert prepare_main(["--audio_dir", str(tmp_path / "missing"), "--text_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("prepare_iemocap: error: IEMOCAP folder not found")
+
+
+def test_very_short_utterances_do_not_crash_time_masking(iemocap, tiny_models, tmp_path, capsys):
+    # 0.03 s = 480 samples: fewer than the tiny student's time-masking minimum, so the collate pads.
+    code, _, err = run_in_process("IEMOCAP_T2A.py", [
+        "--audio_dir", str(iemocap), "--max_audio_seconds", "0.03", "--lam", "0", "--student_path",
+        tiny_models["wav2vec2"], "--epochs", "1", "--n_times", "1", "--classes", "4", "--split", "session",
+        "--warmup_epochs", "0", "--output_dir", str(tmp_path)], capsys)
+    assert code == 0, err[-2000:]
+    assert len(results_in(tmp_path)["trials"][0]["test"]["confusion"]) == 4

@@ -325,22 +325,58 @@ def test_wav2vec2_student_shortest_input(tiny_models) -> None:
         collate([(np.zeros(student.min_frame_samples - 1, np.float32), 0, 0), (np.zeros(n, np.float32), 1, 1)])
 
 
-def test_time_masks_drawn_on_the_host_are_those_transformers_draws(tiny_models) -> None:
-    # The same function and NumPy's global generator, from the lengths the collate knows: the same masks, and
-    # so the same outputs, as when transformers' forward reads the lengths back from the device.
-    student = Wav2Vec2AudioStudent(16, 6, tiny_models["wav2vec2"]).train()
-    waves = [np.random.default_rng(k).standard_normal(length).astype(np.float32)
-             for k, length in enumerate((student.min_input_samples + 700, 1200, 3000))]
-    batch = WaveformCollate(student.min_input_samples, student.min_frame_samples)([(w, 0, k) for k, w in
-                                                                                  enumerate(waves)])
-    outputs = []
-    for host in (False, True):
+def through_transformers(student: Wav2Vec2AudioStudent, input_values, attention_mask):
+    """The student's forward through transformers' own Wav2Vec2Model.forward (which draws the time masks itself, from
+    lengths it reads back from the device, and zeroes padding by boolean indexing)."""
+    if student.training:
+        noise = torch.randn_like(input_values) * 1e-3
+        input_values = input_values + noise * attention_mask.to(input_values.dtype)
+    hidden = student.wav2vec2(input_values, attention_mask=attention_mask).last_hidden_state
+    frames = student.wav2vec2._get_feat_extract_output_lengths(attention_mask.sum(dim=-1).long())
+    feature = student.feature(masked_mean(hidden, torch.arange(hidden.shape[1]) < frames.unsqueeze(1)))
+    return student.head(feature), feature
+
+
+@pytest.mark.parametrize("stable", [False, True], ids=["group norm", "stable layer norm"])
+def test_the_student_computes_what_transformers_forward_computes_bit_for_bit(tiny_models, tmp_path, stable) -> None:
+    # The student's forward is written for torch.compile and for no reads from the device (time masks drawn on the
+    # host and written by index, padding zeroed by selection, LayerDrop drawn outside a compiled graph): the same
+    # outputs, gradients (None for a dropped layer) and random draws as transformers' forward.
+    folder = tiny_models["wav2vec2"]
+    if stable:
         torch.manual_seed(0)
-        np.random.seed(0)
-        lengths = batch.inputs["sample_lengths"] if host else None
-        outputs.append(student(batch.inputs["input_values"], batch.inputs["attention_mask"], lengths))
-        outputs.append(torch.from_numpy(np.random.get_state()[1].copy()))  # the generator moved alike
-    assert all(torch.equal(a, b) for a, b in zip(outputs[0] + (outputs[1],), outputs[2] + (outputs[3],)))
+        Wav2Vec2Model(Wav2Vec2Config(**{**TINY_WAV2VEC2, "do_stable_layer_norm": True, "feat_extract_norm": "layer",
+                                        "num_hidden_layers": 3})).save_pretrained(tmp_path)
+        folder = str(tmp_path)
+    student = Wav2Vec2AudioStudent(16, 6, folder)
+    student.wav2vec2.config.layerdrop = 0.4  # layers dropped in some of the draws below
+    collate = WaveformCollate(student.min_input_samples, student.min_frame_samples)
+    dropped = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        waves = [rng.standard_normal(n).astype(np.float32) for n in rng.integers(student.min_frame_samples, 6000, 3)]
+        batch = collate([(wave, 0, k) for k, wave in enumerate(waves)])
+        for training in (True, False):
+            outcomes = []
+            for forward in (lambda: student(**batch.inputs), lambda: through_transformers(
+                    student, batch.inputs["input_values"], batch.inputs["attention_mask"])):
+                student.train(training).zero_grad()
+                torch.manual_seed(seed)
+                np.random.seed(seed)
+                logits, feature = forward()
+                (logits.square().sum() + feature.pow(3).mean()).backward()
+                grads = [p.grad for p in student.parameters() if p.requires_grad]
+                outcomes.append([logits, feature, *grads, torch.rand(2), torch.from_numpy(np.random.rand(2))])
+            dropped += sum(grad is None for grad in outcomes[0][2:-2])
+            for ours, theirs in zip(*outcomes, strict=True):
+                assert (ours is None and theirs is None) or torch.equal(ours, theirs)
+    assert dropped > 0  # LayerDrop left layers out (their parameters without gradients)
+
+
+def test_a_student_config_the_forward_does_not_follow_is_refused(tmp_path) -> None:
+    Wav2Vec2Model(Wav2Vec2Config(**TINY_WAV2VEC2, mask_feature_prob=0.1)).save_pretrained(tmp_path)
+    with pytest.raises(InputError, match="mask_feature_prob 0.1 and add_adapter False; expected 0 and false"):
+        Wav2Vec2AudioStudent(16, 6, str(tmp_path))
 
 
 def test_wav2vec2_student_learns(tiny_models) -> None:

@@ -94,7 +94,7 @@ def test_students_without_batchnorm_get_no_recalibration(iemocap, tiny_models, t
 def test_without_precise_statistics_a_learned_v2a_student_evaluates_at_chance(avmnist, tiny_models, tmp_path, capsys):
     # The record of the failure mode: 2 steps an epoch at the README's batch 32; the running averages
     # describe weights long gone. With the default statistics such a run is far above chance
-    # (test_avmnist_scripts.py: the README command, one step an epoch).
+    # (tests/test_paths.py: the README command, one step an epoch).
     code, _, err = run_in_process("AVMNIST_V2A.py", ["--data_root", str(avmnist), "--teacher_path",
                                                      tiny_models["resnet18"], "--epochs", "3", "--n_times", "1",
                                                      "--precise_bn", "0", "--output_dir", str(tmp_path)], capsys)

@@ -10,7 +10,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-import AVMNIST_A2V
 import IEMOCAP_T2A
 from datasets.avmnist import ImageTeacherInputs, load_avmnist, wav_paths
 from datasets.collate import WaveformFiles
@@ -160,17 +159,6 @@ def test_corrupted_cache_file_is_reported_in_one_line_and_rebuilt(tmp_path, fres
     assert torch.allclose(rebuilt(keys), good(keys), atol=1e-6)
     reread = TeacherFeatureCache(wav2vec2_teacher, waveforms(fresh_avmnist), CPU, cache_dir=tmp_path, progress=False)
     assert reread.loaded == len(keys)  # the rebuilt file is whole again
-
-
-def test_a_later_run_of_the_script_reuses_the_features_on_disk(tmp_path, fresh_avmnist, tiny_models, capsys):
-    argv = ["--data_root", str(fresh_avmnist), "--teacher_path", tiny_models["wav2vec2"], "--cache_dir",
-            str(tmp_path / "cache"), "--epochs", "1", "--n_times", "1", "--batch_size", "4", "--no_progress",
-            "--output_dir", str(tmp_path / "runs")]
-    assert AVMNIST_A2V.main(argv) == 0  # in this process: the first run computes and saves
-    assert "teacher features: 40 computed" in capsys.readouterr().err  # every item: partners, val and test
-    assert AVMNIST_A2V.main(argv) == 0  # a later run: a new cache object, which finds the file
-    later = capsys.readouterr().err
-    assert "teacher features: 40 loaded from" in later and "computed" not in later
 
 
 def test_features_do_not_depend_on_which_keys_were_missing_with_them(tmp_path, wav2vec2_teacher):

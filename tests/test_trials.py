@@ -9,7 +9,7 @@ import torch
 import AVMNIST_A2V
 import AVMNIST_V2A
 from models.resnet import ImageResNetStudent
-from tests.helpers import build_trial, last_line, results_in, run_in_process
+from tests.helpers import build_trial, last_line, run_in_process
 from utils.experiment import InputError
 from utils.run import summarise
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
@@ -71,14 +71,6 @@ def test_cached_features_equal_in_loop_features(avmnist, tiny_models, tmp_path):
 def test_summary_uses_population_std():
     trials = [{"test": {"acc": 0.5}}, {"test": {"acc": 0.7}}]
     assert summarise(trials) == pytest.approx({"test_acc_mean": 0.6, "test_acc_std": 0.1, "n": 2})
-
-
-def test_bf16_autocast_and_deterministic_run_in_process(avmnist, tiny_models, tmp_path, capsys):
-    code = AVMNIST_A2V.main(["--data_root", str(avmnist), "--teacher_path", tiny_models["wav2vec2"], "--amp", "bf16",
-                             "--deterministic", "--subset", "8", "--batch_size", "4", "--epochs", "1",
-                             "--n_times", "1", "--no_progress", "--output_dir", str(tmp_path)])
-    assert code == 0
-    assert np.isfinite(results_in(tmp_path)["trials"][0]["test"]["latent_loss"])
 
 
 def strict_json(path):

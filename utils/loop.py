@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.experiment import InputError, NonFiniteLossError
+from utils.experiment import Batch, InputError, NonFiniteLossError
 from utils.metrics import MetricAccumulator
 from utils.precise_bn import recompute_batchnorm_statistics
 from utils.processes import (
@@ -45,6 +45,16 @@ STATE_FILE = "train_state.pt"
 _STAGES = {"train": "training", "val": "validation", "test": "test"}
 
 
+class StageError(Exception):
+    """An error raised inside torch, transformers or a collective (or a bug) during `stage` of a run, e.g. "training
+    step 3 of epoch 1": the run ends with exit code 1 and one line (utils/run.py). `folder` is where the process
+    that failed keeps its traceback (its trial's folder), once the run knows it."""
+
+    def __init__(self, stage: str, error: Exception) -> None:
+        super().__init__(stage)
+        self.stage, self.error, self.folder = stage, error, None
+
+
 def run_epoch(trial: Trial, split: str, when: str, progress: bool = False,
               step_losses: list[torch.Tensor] | None = None) -> dict:
     """One pass over a split of the trial: a training epoch ("train") or an evaluation ("val", "test"), `when`
@@ -55,40 +65,55 @@ def run_epoch(trial: Trial, split: str, when: str, progress: bool = False,
     for the whole global batch, as a single process draws them, and the loss is weighted by the share's
     size, so that the gradients the processes average are those of the global batch."""
     training = split == "train"
-    model = trial.trained if training else trial.student
-    model.train(training)
+    (trial.trained if training else trial.student).train(training)
     metrics = MetricAccumulator()
     bar = f"{_STAGES[split]} ({when})" if progress else None
     with torch.enable_grad() if training else torch.inference_mode():
-        for batch in tqdm(trial.loaders[split], desc=bar, disable=bar is None, leave=False, file=sys.stderr):
-            own = share(len(batch.labels))  # this process's part of the global batch: all of it in one process
-            if own.start == own.stop:
-                continue
-            inputs = {name: on_device(value[own], trial.device) for name, value in batch.inputs.items()}
-            labels = batch.labels[own].to(trial.device, non_blocking=True)
-            with autocast(trial.device, trial.amp_dtype):
-                logits, feature = model(**inputs)
-            target = None
-            if trial.teacher_features is not None:
-                # Training: the drawn partners' inputs; evaluation: the sample's own (a diagnostic).
-                keys = (trial.partners.draw(batch.positions) if training
-                        else trial.splits[split].teacher_keys[batch.positions])
-                target = trial.teacher_features(keys[own])
-            terms = trial.objective(logits, labels, feature, target)
-            if training:
-                loss = terms.loss
-                if world_size() > 1:
-                    loss = loss * (len(labels) * world_size() / len(batch.labels))
-                optimizer_step(trial, loss)
-                if step_losses is not None:
-                    step_losses.append(terms.loss.detach())
-            metrics.add(terms.cls, terms.latent, logits, labels)
+        batches = tqdm(trial.loaders[split], desc=bar, disable=bar is None, leave=False, file=sys.stderr)
+        for step, batch in enumerate(batches, start=1):
+            try:
+                run_step(trial, split, batch, metrics, step_losses)
+            except (InputError, NonFiniteLossError):
+                raise
+            except Exception as error:  # raised inside torch, transformers or a collective (or a bug)
+                stage = f"{_STAGES[split]} step {step}" + ("" if split == "test" else f" of {when}")
+                raise StageError(stage, error) from error
     metrics = metrics.across_processes()
     if not metrics.finite():
         raise NonFiniteLossError(f"the {_STAGES[split]} loss or predictions became non-finite in {when} "
                                  f"(cls {float(metrics.cls_sum) / metrics.count:.4g}); expected finite values: "
                                  "try a lower --learning_rate or --amp none")
     return metrics.summary(trial.experiment.num_classes, trial.experiment.detailed_metrics)
+
+
+def run_step(trial: Trial, split: str, batch: Batch, metrics: MetricAccumulator,
+             step_losses: list[torch.Tensor] | None) -> None:
+    """One step of `run_epoch` on this process's share of `batch`: its loss terms added to `metrics` and, in training,
+    the optimizer's step."""
+    training = split == "train"
+    model = trial.trained if training else trial.student
+    own = share(len(batch.labels))  # this process's part of the global batch: all of it in one process
+    if own.start == own.stop:
+        return
+    inputs = {name: on_device(value[own], trial.device) for name, value in batch.inputs.items()}
+    labels = batch.labels[own].to(trial.device, non_blocking=True)
+    with autocast(trial.device, trial.amp_dtype):
+        logits, feature = model(**inputs)
+    target = None
+    if trial.teacher_features is not None:
+        # Training: the drawn partners' inputs; evaluation: the sample's own (a diagnostic).
+        keys = (trial.partners.draw(batch.positions) if training
+                else trial.splits[split].teacher_keys[batch.positions])
+        target = trial.teacher_features(keys[own])
+    terms = trial.objective(logits, labels, feature, target)
+    if training:
+        loss = terms.loss
+        if world_size() > 1:
+            loss = loss * (len(labels) * world_size() / len(batch.labels))
+        optimizer_step(trial, loss)
+        if step_losses is not None:
+            step_losses.append(terms.loss.detach())
+    metrics.add(terms.cls, terms.latent, logits, labels)
 
 
 def optimizer_step(trial: Trial, loss: torch.Tensor) -> None:

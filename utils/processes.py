@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -112,6 +111,7 @@ class Processes:
 
     def __init__(self, prog: str, device: torch.device) -> None:
         self.prog, self.device, self.store = prog, device, None
+        self.left = threading.Event()  # set when the processes leave together: the watcher stops
 
     def __enter__(self) -> Processes:
         if not launched():
@@ -125,7 +125,7 @@ class Processes:
         self.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size(),
                                    is_master=False)
         threading.Thread(target=self._watch, daemon=True).start()
-        signal.signal(signal.SIGTERM, self._terminated)
+        self.sigterm = signal.signal(signal.SIGTERM, self._terminated)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
@@ -135,12 +135,15 @@ class Processes:
             earlier = self._failure()
             if earlier is not None and earlier[1] != rank():
                 self._end_like(earlier)  # this error follows from it, e.g. a collective whose peer left
-            code = 130 if isinstance(error, KeyboardInterrupt) else getattr(error, "exit_code", 1)
-            lines = str(error).strip().splitlines() or [type(error).__name__]
-            message = "interrupted" if isinstance(error, KeyboardInterrupt) else lines[-1]
-            self.store.compare_set(_FAILURE, "", f"{code}|{rank()}|{message}")  # the first failure wins
-            return
+            return  # the run says what failed (`failed`)
+        self.left.set()
+        signal.signal(signal.SIGTERM, self.sigterm)
         dist.destroy_process_group()
+
+    def failed(self, code: int, message: str) -> None:
+        """Tell the other processes that this one ends with `code` and `message` (the first failure wins)."""
+        if self.store is not None:
+            self.store.compare_set(_FAILURE, "", f"{code}|{rank()}|{message}")
 
     def _failure(self) -> tuple[int, int, str] | None:
         if not self.store.check([_FAILURE]):
@@ -149,11 +152,10 @@ class Processes:
         return int(code), int(failed_rank), message
 
     def _watch(self) -> None:
-        while True:
+        while not self.left.wait(_POLL_SECONDS):
             failure = self._failure()
             if failure is not None and failure[1] != rank():
                 self._end_like(failure)
-            time.sleep(_POLL_SECONDS)
 
     def _end_like(self, failure: tuple[int, int, str]) -> None:
         code, failed_rank, message = failure

@@ -13,6 +13,8 @@ import math
 import os
 import shutil
 import sys
+import tempfile
+import traceback
 from contextlib import ExitStack
 from importlib.metadata import version
 from pathlib import Path
@@ -27,13 +29,14 @@ from utils.experiment import Experiment, InputError, NonFiniteLossError
 from utils.loop import (
     STATE_FILE,
     Progress,
+    StageError,
     evaluate_checkpoint,
     load_checkpoint,
     load_training_state,
     restore_training_state,
     train_trial,
 )
-from utils.processes import Processes, from_main, is_main, launched, resolve_device, world_size
+from utils.processes import Processes, from_main, is_main, launched, rank, resolve_device, world_size
 from utils.run_folder import (
     RunLog,
     git_commit,
@@ -49,30 +52,37 @@ from utils.trial import Trial, Trials
 
 def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
                build_experiment: Callable[[argparse.Namespace], Experiment], argv: Sequence[str] | None) -> int:
-    """Run a script's experiment; return 0, or 2 for bad input and 1 for a diverged trial (both print
-    `<script>.py: error: <message>` as the last stderr line, no traceback), or 130 for Ctrl-C.
-    Any other exception is a bug and keeps its traceback."""
+    """Run a script's experiment; return 0, or 2 for bad input and 1 for a diverged trial or an error raised inside
+    torch, transformers or a collective (each prints `<script>.py: error: <message>` as the last stderr line, no
+    traceback), or 130 for Ctrl-C. An error from inside a library says where it happened (the step, the process)
+    and its first line; its traceback goes to a file named in that line (`keep_traceback`)."""
     prog = f"{script}.py"
+    processes = None
     try:
         args = parse_args(argv)
-        with Processes(prog, resolve_device(args.device, args.gpu_ids)):  # several, under torchrun
+        with Processes(prog, resolve_device(args.device, args.gpu_ids)) as processes:  # several, under torchrun
             experiment = build_experiment(args)
             if args.eval_only:
                 evaluate_run(experiment, args)
             else:
                 run_experiment(experiment, args)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; results of finished trials are kept", file=sys.stderr)
-        return _ended(130)
+        return _failed(processes, prog, 130, "interrupted", "interrupted; results of finished trials are kept")
     except (InputError, NonFiniteLossError) as error:
-        print(f"{prog}: error: {one_line_message(error)}", file=sys.stderr)
-        return _ended(error.exit_code)
+        message = one_line_message(error)
+        return _failed(processes, prog, error.exit_code, message, f"error: {message}")
+    except Exception as error:  # raised inside torch, transformers or a collective, or a bug of ours
+        message = failure_message(error, prog)
+        return _failed(processes, prog, 1, message, f"error: {message}")
     return 0
 
 
-def _ended(code: int) -> int:
-    """A process of several that failed leaves at once: shutting down its process group could wait for the
-    others, which are stopping too (utils.processes.Processes)."""
+def _failed(processes: Processes | None, prog: str, code: int, message: str, line: str) -> int:
+    """End with `code` after printing `<prog>: <line>` and telling the other processes (torchrun); a process of
+    several leaves at once: shutting down its process group could wait for the others, which are stopping too."""
+    if processes is not None:
+        processes.failed(code, message)
+    print(f"{prog}: {line}", file=sys.stderr)
     if launched():
         sys.stderr.flush()
         os._exit(code)
@@ -86,6 +96,33 @@ def one_line_message(error: Exception) -> str:
     if "Original Traceback" not in text:
         return text
     return text.rstrip().splitlines()[-1].removeprefix(f"{type(error).__module__}.{type(error).__qualname__}: ")
+
+
+def failure_message(error: Exception, prog: str) -> str:
+    """What failed, in one line: the stage (a step, or the run), the process under torchrun, the error's type and the
+    first line of its message, and the file that keeps its traceback."""
+    stage = error if isinstance(error, StageError) else StageError("the run", error)
+    where = f" on process {rank()}" if launched() else ""
+    first = str(stage.error).strip().splitlines()
+    return (f"{stage.stage} failed{where}: {type(stage.error).__name__}: {first[0] if first else ''} "
+            f"(traceback in {keep_traceback(error, stage.folder, prog)})")
+
+
+def keep_traceback(error: Exception, folder: Path | None, prog: str) -> Path:
+    """Write `error`'s traceback to a file of this process in `folder` (the trial's), or in the system's temporary
+    folder when the run has none yet or `folder` cannot be written; return its path."""
+    text = "".join(traceback.format_exception(error))
+    name = f"error_process{rank()}.txt"
+    if folder is not None:
+        try:
+            (folder / name).write_text(text)
+            return folder / name
+        except OSError:
+            pass
+    handle, path = tempfile.mkstemp(prefix=f"{prog}_", suffix=f"_{name}")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    return Path(path)
 
 
 def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
@@ -135,7 +172,11 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
                 log(f"Trial {k + 1}/{args.n_times} (seed {seed})"
                     + (f", resumed after epoch {done.epoch}" if done.epoch else ""))
                 board = TensorBoardLog(trial_dir, trial.loaders["train"]) if args.tensorboard else None
-                summary = train_trial(trial, args.epochs, trial_dir, log, not args.no_progress, done, board)
+                try:
+                    summary = train_trial(trial, args.epochs, trial_dir, log, not args.no_progress, done, board)
+                except StageError as error:
+                    error.folder = trial_dir  # where this process keeps its traceback
+                    raise
                 if board is not None:
                     board.tested(args, seed, teacher_name(experiment), summary["val"], summary["test"])
                 results["trials"].append({"trial": k, "seed": seed, **summary})

@@ -125,8 +125,11 @@ class Trials:
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
         trained = student
         if world_size() > 1:  # averages the gradients of the processes' shares
+            # A student that can skip layers (LayerDrop) says so: DDP then looks for the parameters a step left
+            # out (on every process: their gradients stay None, as in one process).
             trained = DistributedDataParallel(student, device_ids=[self.device] if self.device.type == "cuda" else None,
-                                              broadcast_buffers=False)
+                                              broadcast_buffers=False,
+                                              find_unused_parameters=getattr(student, "skips_layers", False))
         if args.compile:  # the training step only: evaluation runs once an epoch, eagerly
             trained = torch.compile(trained)
         scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
