@@ -4,8 +4,7 @@ share a --cache_dir never crash each other."""
 
 import os
 import shutil
-import subprocess
-import sys
+import socket
 
 import numpy as np
 import soundfile
@@ -17,6 +16,7 @@ from models import pretrained
 from models.pretrained import ModelSource
 from models.tiny import save_tiny_wav2vec2
 from models.wav2vec2 import Wav2Vec2Teacher
+from tests.helpers import dead_writer
 from utils.teacher_features import TeacherFeatureCache, cache_key
 
 CPU = torch.device("cpu")
@@ -94,10 +94,10 @@ def test_temporary_files_of_killed_writers_are_never_read_and_are_removed(tiny_m
     inputs = WaveformFiles(wav_paths(load_avmnist(fresh_avmnist, images=True, spectrograms=False)))
     TeacherFeatureCache(teacher, inputs, CPU, cache_dir=tmp_path, progress=False).prepare(np.arange(4))
     (path,) = tmp_path.glob("*.safetensors")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    killed = path.with_name(f"{path.name}.tmp{dead.stdout.strip()}")
-    running = path.with_name(f"{path.name}.tmp{os.getpid()}")  # a writer still at work
-    killed.write_bytes(b"half")
-    running.write_bytes(b"half")
+    killed = path.with_name(f"{path.name}.tmp.{dead_writer()}")
+    running = path.with_name(f"{path.name}.tmp.{socket.gethostname()}.{os.getpid()}")  # a writer still at work
+    elsewhere = path.with_name(f"{path.name}.tmp.{dead_writer('node2')}")  # another host's: cannot be judged here
+    for temporary in (killed, running, elsewhere):
+        temporary.write_bytes(b"half")
     cache = TeacherFeatureCache(teacher, inputs, CPU, cache_dir=tmp_path, progress=False)
-    assert cache.loaded == 4 and not killed.exists() and running.exists()
+    assert cache.loaded == 4 and not killed.exists() and running.exists() and elsewhere.exists()

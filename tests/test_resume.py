@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import IEMOCAP_T2A
-from tests.helpers import REPO, interrupt_at_step, last_line, run_in_process
+from tests.helpers import REPO, dead_writer, interrupt_at_step, last_line, run_in_process
 from utils.trial import Trials
 
 
@@ -76,8 +76,7 @@ def test_ctrl_c_between_trials_then_resume_keeps_the_finished_trial(a2v_referenc
         code, _, _ = run_in_process("AVMNIST_A2V.py", [*argv, "--output_dir", str(tmp_path)], capsys)
     folder = run_dir(tmp_path)
     assert code == 130 and len(json.loads((folder / "results.json").read_text())["trials"]) == 1
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    leftover = folder / f"results.json.tmp{dead.stdout.strip()}"
+    leftover = folder / f"results.json.tmp.{dead_writer()}"
     leftover.write_text("{ half-written")  # a write killed before its rename: never read, removed
     code, out, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder), "--num_workers", "1"], capsys)
     assert code == 0, err

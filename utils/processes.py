@@ -129,7 +129,7 @@ class Processes:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
-        if self.store is None:
+        if self.store is None or isinstance(error, SystemExit):  # argparse: every process refuses alike
             return
         if error is not None:
             earlier = self._failure()
