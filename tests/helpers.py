@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import os
@@ -53,6 +54,30 @@ def results_in(folder: Path) -> dict:
     """The results.json of the one run under `folder`."""
     (path,) = folder.rglob("results.json")
     return json.loads(path.read_text())
+
+
+def outcome(folder: Path) -> tuple[dict, dict, dict]:
+    """What a run must reproduce: results.json without checkpoint paths, metrics rows without timings, best.pt."""
+    results = json.loads((folder / "results.json").read_text())
+    for trial in results["trials"]:
+        trial.pop("checkpoint")
+    rows, weights = {}, {}
+    for trial in sorted(folder.glob("trial*")):
+        with open(trial / "metrics.csv") as handle:
+            rows[trial.name] = [{k: v for k, v in row.items() if not k.endswith("seconds")}
+                                for row in csv.DictReader(handle)]
+        weights[trial.name] = torch.load(trial / "best.pt", weights_only=True)
+    return results, rows, weights
+
+
+def assert_same_outcome(a: Path, b: Path) -> None:
+    """The runs in folders `a` and `b` have the same results, metrics and best weights, bit for bit."""
+    results_a, rows_a, weights_a = outcome(a)
+    results_b, rows_b, weights_b = outcome(b)
+    assert results_a == results_b and rows_a == rows_b
+    assert weights_a.keys() == weights_b.keys()
+    for trial, state in weights_a.items():
+        assert all(torch.equal(state[name], weights_b[trial][name]) for name in state), trial
 
 
 def last_line(text: str) -> str:

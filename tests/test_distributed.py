@@ -24,7 +24,7 @@ from datasets.iemocap import index_iemocap
 from models.pretrained import minilm_folder
 from models.text import BertTextStudent
 from models.tiny import TINY_BERT
-from tests.helpers import REPO, build_trial, last_line, run_in_process
+from tests.helpers import REPO, build_trial, last_line
 from utils import processes
 from utils.loop import run_epoch
 

@@ -1,7 +1,6 @@
 """--resume: an interrupted run (Ctrl-C mid-epoch, Ctrl-C between trials, SIGKILL) continues in its folder and
 ends bit-identical to the same run left alone; options that would change the result are refused."""
 
-import csv
 import json
 import os
 import signal
@@ -10,38 +9,16 @@ import sys
 import time
 
 import pytest
-import torch
 
 import IEMOCAP_T2A
-from tests.helpers import REPO, dead_writer, interrupt_at_step, last_line, run_in_process
+from tests.helpers import REPO, assert_same_outcome, dead_writer, interrupt_at_step, last_line, run_in_process
+from utils import loop
 from utils.trial import Trials
 
 
 def run_dir(output_dir):
     (args,) = output_dir.rglob("args.json")
     return args.parent
-
-
-def outcome(folder):
-    """What a run must reproduce: results.json without checkpoint paths, metrics rows without timings, best.pt."""
-    results = json.loads((folder / "results.json").read_text())
-    for trial in results["trials"]:
-        trial.pop("checkpoint")
-    rows, weights = {}, {}
-    for trial in sorted(folder.glob("trial*")):
-        rows[trial.name] = [{k: v for k, v in row.items() if not k.endswith("seconds")}
-                            for row in csv.DictReader(open(trial / "metrics.csv"))]
-        weights[trial.name] = torch.load(trial / "best.pt", weights_only=True)
-    return results, rows, weights
-
-
-def assert_same_outcome(a, b):
-    results_a, rows_a, weights_a = outcome(a)
-    results_b, rows_b, weights_b = outcome(b)
-    assert results_a == results_b and rows_a == rows_b
-    assert weights_a.keys() == weights_b.keys()
-    for trial, state in weights_a.items():
-        assert all(torch.equal(state[name], weights_b[trial][name]) for name in state), trial
 
 
 def test_ctrl_c_mid_epoch_then_resume_equals_the_run_left_alone(a2v_reference, tmp_path, monkeypatch, capsys):
@@ -95,6 +72,28 @@ def test_sigkill_mid_run_then_resume_equals_the_run_left_alone(a2v_reference, tm
     process.send_signal(signal.SIGKILL)  # right after the first epoch's training state was written
     process.wait()
     folder = run_dir(tmp_path)
+    code, _, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder)], capsys)
+    assert code == 0, err
+    assert_same_outcome(folder, reference)
+
+
+def test_a_kill_between_the_training_state_and_best_pt_then_resume_equals_the_run_left_alone(a2v_reference, tmp_path,
+                                                                                             monkeypatch, capsys):
+    # best.pt follows the training state, which holds the same student: the resume writes best.pt from it.
+    argv, reference = a2v_reference
+    original = loop.save_torch_atomically
+
+    def save(state, path):
+        if path.name == "best.pt":
+            raise KeyboardInterrupt  # as a kill: the state of epoch 1 is written, its best.pt not
+        original(state, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "save_torch_atomically", save)
+        code, _, _ = run_in_process("AVMNIST_A2V.py", [*argv, "--output_dir", str(tmp_path)], capsys)
+    folder = run_dir(tmp_path)
+    assert code == 130 and (folder / "trial0" / "train_state.pt").is_file()
+    assert not (folder / "trial0" / "best.pt").exists()
     code, _, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder)], capsys)
     assert code == 0, err
     assert_same_outcome(folder, reference)

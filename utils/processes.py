@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -124,7 +123,9 @@ class Processes:
         # A client of the rendezvous store torchrun set up (MASTER_ADDR:MASTER_PORT): the failure channel.
         self.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size(),
                                    is_master=False)
-        threading.Thread(target=self._watch, daemon=True).start()
+        self.stopping = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
         signal.signal(signal.SIGTERM, self._terminated)
         return self
 
@@ -140,6 +141,10 @@ class Processes:
             message = "interrupted" if isinstance(error, KeyboardInterrupt) else lines[-1]
             self.store.compare_set(_FAILURE, "", f"{code}|{rank()}|{message}")  # the first failure wins
             return
+        # The watcher stops first: a thread inside a store call while the interpreter exits aborts the process
+        # ("terminate called without an active exception"), a finished run with it.
+        self.stopping.set()
+        self.watcher.join()
         dist.destroy_process_group()
 
     def _failure(self) -> tuple[int, int, str] | None:
@@ -149,11 +154,10 @@ class Processes:
         return int(code), int(failed_rank), message
 
     def _watch(self) -> None:
-        while True:
+        while not self.stopping.wait(_POLL_SECONDS):
             failure = self._failure()
             if failure is not None and failure[1] != rank():
                 self._end_like(failure)
-            time.sleep(_POLL_SECONDS)
 
     def _end_like(self, failure: tuple[int, int, str]) -> None:
         code, failed_rank, message = failure
