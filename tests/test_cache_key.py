@@ -91,7 +91,8 @@ def test_runs_sharing_a_cache_folder_never_crash_each_other(tiny_models, fresh_a
     assert torch.allclose(third(torch.arange(5, 15)), second(torch.arange(5, 15)))
 
 
-def test_temporaries_of_killed_writers_are_removed_and_a_folder_in_the_cache_files_place_is_refused(tiny_models, fresh_avmnist, tmp_path):
+def test_temporaries_of_killed_writers_are_removed_and_a_folder_in_the_cache_files_place_is_refused(
+        tiny_models, fresh_avmnist, tmp_path):
     teacher = Wav2Vec2Teacher("base", tiny_models["wav2vec2"])
     inputs = WaveformFiles(wav_paths(load_avmnist(fresh_avmnist, images=True, spectrograms=False)))
     TeacherFeatureCache(teacher, inputs, CPU, cache_dir=tmp_path, progress=False).prepare(np.arange(4))

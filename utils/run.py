@@ -390,12 +390,16 @@ def metrics_problem(metrics: Any, experiment: Experiment) -> str | None:
     if not _number(metrics["cls_loss"]) or not (metrics["latent_loss"] is None or _number(metrics["latent_loss"])):
         return "cls_loss or latent_loss is not a finite number"
     classes = experiment.num_classes
-    if "confusion" in fields and not (type(metrics["confusion"]) is list and len(metrics["confusion"]) == classes and all(
-            type(row) is list and len(row) == classes and all(type(n) is int and n >= 0 for n in row)
-            for row in metrics["confusion"])):
+    if "confusion" in fields and not _table_of_counts(metrics["confusion"], classes):
         return f"confusion is not a {classes} x {classes} table of counts"
     return None
 
 
 def _number(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
+
+
+def _table_of_counts(value: Any, size: int) -> bool:
+    """A `size` x `size` list of lists of counts."""
+    return type(value) is list and len(value) == size and all(
+        type(row) is list and len(row) == size and all(type(n) is int and n >= 0 for n in row) for row in value)
