@@ -262,6 +262,8 @@ CASES = [
          "no valid progress"),
     Case("train_state.pt rows not its epochs", "--resume", edit_torch(STATE, progress_with("rows", [])),
          "no valid progress"),
+    Case("train_state.pt best epoch past its epoch", "--resume", edit_torch(STATE, progress_with("best_epoch", 2)),
+         "no valid progress"),
     Case("train_state.pt of two processes", "--resume",
          edit_torch(STATE, lambda state: {**state, "random": state["random"] * 2}), "of 2 process(es), not of 1"),
     Case("train_state.pt of another student", "--resume",

@@ -220,7 +220,8 @@ def load_training_state(path: Path, epochs: int) -> dict:
     progress = state["progress"]
     epoch = progress.get("epoch")
     if type(epoch) is not int or not 1 <= epoch <= epochs or set(progress) != set(vars(Progress())) or \
-            not isinstance(progress["rows"], list) or len(progress["rows"]) != epoch:
+            not isinstance(progress["rows"], list) or len(progress["rows"]) != epoch or \
+            type(progress["best_epoch"]) is not int or not 1 <= progress["best_epoch"] <= epoch:
         raise InputError(f"{path} holds no valid progress (epoch {epoch!r} of {epochs}); expected {expected}")
     if len(state["random"]) != world_size() or not all(isinstance(s, dict) for s in state["random"]):
         raise InputError(f"{path} holds the random states of {len(state['random'])} process(es), not of "
