@@ -1,5 +1,6 @@
-"""--resume: an interrupted run (Ctrl-C mid-epoch, Ctrl-C between trials, SIGKILL) continues in its folder and
-ends bit-identical to the same run left alone; options that would change the result are refused."""
+"""--resume: an interrupted run (Ctrl-C mid-epoch, Ctrl-C between trials, a kill between a training state and its
+best.pt, SIGKILL) continues in its folder and ends bit-identical to the same run left alone; options that would
+change the result are refused."""
 
 import json
 import os
@@ -38,7 +39,8 @@ def test_ctrl_c_mid_epoch_then_resume_equals_the_run_left_alone(a2v_reference, t
     assert_same_outcome(folder, reference)
 
 
-def test_ctrl_c_between_trials_then_resume_keeps_the_finished_trial(a2v_reference, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_between_trials_then_a_kill_between_a_state_and_its_best_pt_then_resume_loses_nothing(
+        a2v_reference, tmp_path, monkeypatch, capsys):
     argv, reference = a2v_reference
     original, built = Trials.build, []
 
@@ -55,9 +57,22 @@ def test_ctrl_c_between_trials_then_resume_keeps_the_finished_trial(a2v_referenc
     assert code == 130 and len(json.loads((folder / "results.json").read_text())["trials"]) == 1
     leftover = folder / f"results.json.tmp.{dead_writer()}"
     leftover.write_text("{ half-written")  # a write killed before its rename: never read, removed
-    code, out, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder), "--num_workers", "1"], capsys)
+    # The resume is killed too, after trial 2's first training state and before its best.pt. best.pt follows the
+    # state, which holds the same student: the next resume writes best.pt from it.
+    save = loop.save_torch_atomically
+
+    def killed_before_best(state, path):
+        if path.name == "best.pt":
+            raise KeyboardInterrupt
+        save(state, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "save_torch_atomically", killed_before_best)
+        code, out, _ = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder), "--num_workers", "1"], capsys)
+    assert code == 130 and "Trial 1/2 (seed 42) finished before; kept" in out and not leftover.exists()
+    assert (folder / "trial1" / "train_state.pt").is_file() and not (folder / "trial1" / "best.pt").exists()
+    code, _, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder)], capsys)
     assert code == 0, err
-    assert "Trial 1/2 (seed 42) finished before; kept" in out and not leftover.exists()
     assert_same_outcome(folder, reference)
 
 
@@ -72,28 +87,6 @@ def test_sigkill_mid_run_then_resume_equals_the_run_left_alone(a2v_reference, tm
     process.send_signal(signal.SIGKILL)  # right after the first epoch's training state was written
     process.wait()
     folder = run_dir(tmp_path)
-    code, _, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder)], capsys)
-    assert code == 0, err
-    assert_same_outcome(folder, reference)
-
-
-def test_a_kill_between_the_training_state_and_best_pt_then_resume_equals_the_run_left_alone(a2v_reference, tmp_path,
-                                                                                             monkeypatch, capsys):
-    # best.pt follows the training state, which holds the same student: the resume writes best.pt from it.
-    argv, reference = a2v_reference
-    original = loop.save_torch_atomically
-
-    def save(state, path):
-        if path.name == "best.pt":
-            raise KeyboardInterrupt  # as a kill: the state of epoch 1 is written, its best.pt not
-        original(state, path)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(loop, "save_torch_atomically", save)
-        code, _, _ = run_in_process("AVMNIST_A2V.py", [*argv, "--output_dir", str(tmp_path)], capsys)
-    folder = run_dir(tmp_path)
-    assert code == 130 and (folder / "trial0" / "train_state.pt").is_file()
-    assert not (folder / "trial0" / "best.pt").exists()
     code, _, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder)], capsys)
     assert code == 0, err
     assert_same_outcome(folder, reference)
