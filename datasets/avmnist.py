@@ -66,6 +66,7 @@ def _load_array(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"missing AVMNIST file {path}")
     try:
+        check_npy_size(path)
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:  # EOFError: an empty file
         reason = str(error) or "an empty file"
@@ -78,6 +79,29 @@ def _load_array(path: Path) -> np.ndarray:
     if array.ndim == 0:
         raise InputError(f"{path} holds a single value; expected an array with one row per item")
     return array
+
+
+NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def check_npy_size(path: Path) -> None:
+    """A .npy file holds every item its header promises: a truncated file, or a header that promises more than
+    the file holds (terabytes, say), is refused before np.load allocates anything. Other files are left to
+    np.load to name."""
+    with open(path, "rb") as handle:
+        if handle.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+            return
+        handle.seek(0)
+        version = np.lib.format.read_magic(handle)
+        if version not in NPY_HEADERS:
+            raise ValueError(f".npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0, as np.save "
+                             "writes arrays of numbers")
+        shape, _, dtype = NPY_HEADERS[version](handle)
+        held = os.fstat(handle.fileno()).st_size - handle.tell()
+    promised = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize  # float: no overflow on a wild header
+    if held < promised and not dtype.hasobject:  # objects are pickled: np.load refuses them unread
+        raise InputError(f"{path} holds {held} bytes of data, but its header promises an array of shape {shape} "
+                         f"and dtype {dtype} ({promised} bytes); expected a complete .npy file")
 
 
 def _check_items(array: np.ndarray, path: Path, n: int, item_shapes: tuple[tuple[int, ...], ...],

@@ -6,6 +6,7 @@ import csv
 import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,11 @@ def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step)
+
+
+def dead_writer(host: str | None = None) -> str:
+    """A writer's name (`<host>.<pid>`, as utils.run_folder.writer gives it) of a process that has ended: on this
+    host, or on `host`."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return f"{host or socket.gethostname()}.{process.pid}"

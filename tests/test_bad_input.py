@@ -185,6 +185,14 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def huge_header(path: Path) -> None:
+    """A .npy whose header promises 2**40 spectrograms (np.load would try to allocate 13 PB), over 64 bytes."""
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (2**40, 112, 112)})
+        handle.write(bytes(64))
+
+
 def npz_archive(path: Path) -> None:
     with open(path, "wb") as handle:
         np.savez(handle, spectrograms=np.zeros((30, 112, 112), np.uint8))
@@ -266,7 +274,10 @@ CASES = [
                                    "test": pairs[3:4]}), "was the split made with another --classes"),
     # AVMNIST arrays.
     Case("0-byte .npy", V2A, data(lambda root: spectrograms(root).write_bytes(b"")), "cannot read"),
-    Case("truncated .npy", V2A, data(lambda root: truncate(spectrograms(root))), "cannot read"),
+    Case("truncated .npy", V2A, data(lambda root: truncate(spectrograms(root))),
+         "but its header promises an array of shape (30, 112, 112) and dtype uint8 (376320 bytes)"),
+    Case(".npy header promising terabytes", V2A, data(lambda root: huge_header(spectrograms(root))),
+         "holds 64 bytes of data, but its header promises an array of shape (1099511627776, 112, 112)"),
     Case("not an array", A2V, data(lambda root: (root / "image_pca" / "test_data.npy").write_bytes(b"garbage")),
          "cannot read"),
     Case(".npz under a .npy name", V2A, data(lambda root: npz_archive(spectrograms(root))), "is a .npz archive"),

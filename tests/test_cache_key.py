@@ -4,10 +4,10 @@ share a --cache_dir never crash each other."""
 
 import os
 import shutil
-import subprocess
-import sys
+import socket
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 
@@ -17,6 +17,8 @@ from models import pretrained
 from models.pretrained import ModelSource
 from models.tiny import save_tiny_wav2vec2
 from models.wav2vec2 import Wav2Vec2Teacher
+from tests.helpers import dead_writer
+from utils.experiment import InputError
 from utils.teacher_features import TeacherFeatureCache, cache_key
 
 CPU = torch.device("cpu")
@@ -89,15 +91,20 @@ def test_runs_sharing_a_cache_folder_never_crash_each_other(tiny_models, fresh_a
     assert torch.allclose(third(torch.arange(5, 15)), second(torch.arange(5, 15)))
 
 
-def test_temporary_files_of_killed_writers_are_never_read_and_are_removed(tiny_models, fresh_avmnist, tmp_path):
+def test_temporaries_of_killed_writers_are_removed_and_a_folder_in_the_cache_files_place_is_refused(
+        tiny_models, fresh_avmnist, tmp_path):
     teacher = Wav2Vec2Teacher("base", tiny_models["wav2vec2"])
     inputs = WaveformFiles(wav_paths(load_avmnist(fresh_avmnist, images=True, spectrograms=False)))
     TeacherFeatureCache(teacher, inputs, CPU, cache_dir=tmp_path, progress=False).prepare(np.arange(4))
     (path,) = tmp_path.glob("*.safetensors")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    killed = path.with_name(f"{path.name}.tmp{dead.stdout.strip()}")
-    running = path.with_name(f"{path.name}.tmp{os.getpid()}")  # a writer still at work
-    killed.write_bytes(b"half")
-    running.write_bytes(b"half")
+    killed = path.with_name(f"{path.name}.tmp.{dead_writer()}")
+    running = path.with_name(f"{path.name}.tmp.{socket.gethostname()}.{os.getpid()}")  # a writer still at work
+    elsewhere = path.with_name(f"{path.name}.tmp.{dead_writer('node2')}")  # another host's: cannot be judged here
+    for temporary in (killed, running, elsewhere):
+        temporary.write_bytes(b"half")
     cache = TeacherFeatureCache(teacher, inputs, CPU, cache_dir=tmp_path, progress=False)
-    assert cache.loaded == 4 and not killed.exists() and running.exists()
+    assert cache.loaded == 4 and not killed.exists() and running.exists() and elsewhere.exists()
+    path.unlink()
+    path.mkdir()  # where the cache file belongs: refused, not removed
+    with pytest.raises(InputError, match=f"{path} is not a file; expected this run's teacher cache file there"):
+        TeacherFeatureCache(teacher, inputs, CPU, cache_dir=tmp_path, progress=False)

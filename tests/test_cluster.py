@@ -24,15 +24,17 @@ def test_a_run_name_is_a_folder_name(argv, capsys):
         assert code == 2 and "argument --run_name: expected a folder name" in last_line(err)
 
 
-# The job's commands, printed instead of run: srun runs what it is given; torchrun and python print their arguments.
+# The job's commands, printed instead of run: srun runs what it is given (after its own options); torchrun and python
+# print their arguments.
 STUBS = """
-srun() { "$@"; }
+srun() { while [[ $1 == -* ]]; do shift; done; "$@"; }
 torchrun() { printf '%s\\0' "$@"; printf '\\n'; }
 python() { printf '%s\\0' "$@"; printf '\\n'; }
 scontrol() { echo node001; }
 """
 SLURM = {"SLURM_GPUS_ON_NODE": "4", "SLURM_JOB_NAME": "job", "SLURM_NNODES": "2", "SLURM_JOB_ID": "77",
-         "SLURM_JOB_NODELIST": "node[001-002]", "SLURM_ARRAY_TASK_ID": "5"}
+         "SLURM_JOB_NODELIST": "node[001-002]", "SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_JOB_ID": "76",
+         "SLURM_CPUS_PER_TASK": "8"}
 
 
 def job_commands(job: Path, folder: Path) -> list[list[str]]:

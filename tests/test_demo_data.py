@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from datasets.tools import demo
 from datasets.tools.avmnist_writer import MARKER, is_complete
 from datasets.tools.spectrogram import log_power_spectrogram
 from datasets.tools.speech import VOICES, synthesizer
+from tests.helpers import dead_writer
 from utils.experiment import InputError
 
 PER_CLASS = 40  # 400 digits: a few seconds to build, enough to learn from
@@ -174,8 +173,7 @@ def test_interrupted_demo_build_leaves_nothing_and_stale_partials_are_removed(
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".avmnist.partial-{dead.stdout.strip()}"  # left by a killed build
+    stale = tmp_path / f".avmnist.partial-{dead_writer()}"  # left by a killed build
     stale.mkdir()
     out = demo.build_demo_avmnist(tmp_path, per_class=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["avmnist"] and (out / MARKER).is_file()

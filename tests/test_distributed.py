@@ -4,8 +4,9 @@ batch must divide among the processes."""
 
 import pytest
 
+import AVMNIST_A2V
 import IEMOCAP_T2A
-from tests.helpers import build_trial, last_line, run_in_process
+from tests.helpers import build_trial, last_line
 from utils import processes
 from utils.loop import run_epoch
 
@@ -35,6 +36,9 @@ def test_each_process_pads_its_share_of_a_batch_as_the_whole_batch(iemocap, tiny
 
 
 def test_a_global_batch_that_does_not_divide_among_the_processes_is_refused(avmnist, monkeypatch, capsys):
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    code, _, err = run_in_process("AVMNIST_A2V.py", ["--data_root", str(avmnist), "--batch_size", "30"], capsys)
-    assert code == 2 and "--batch_size 30 is the global batch and must divide among the 4 processes" in last_line(err)
+    monkeypatch.setenv("WORLD_SIZE", "4")  # as torchrun says it to each process, which reads its options
+    with pytest.raises(SystemExit) as exit_info:
+        AVMNIST_A2V.parse_args(["--data_root", str(avmnist), "--batch_size", "30"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--batch_size 30 is the global batch and must divide among the 4 processes" in last_line(err)

@@ -263,7 +263,7 @@ def test_kill_and_resume(name, runs, capsys):
     # the run left alone, bit for bit. T->A's student draws noise, time masks and LayerDrop from the global
     # generators; it continues with a DataLoader worker, which changes no number.
     folder, interrupted, continued = runs.continued(name, capsys)
-    assert f"continue with --resume {folder}" in interrupted
+    assert "interrupted: continue with the same command" in interrupted  # a named run: the job requeued as it is
     seed = json.loads((folder / "args.json").read_text())["random_seed"]
     assert f"Trial 1/1 (seed {seed}), resumed after epoch 1" in continued
     assert not list(folder.rglob("train_state.pt"))
@@ -295,9 +295,9 @@ def test_eval_only_of_a_run_without_finished_trials_is_refused(avmnist, tmp_path
     run = tmp_path / "AVMNIST_A2V" / "20261129-000000_seed42"
     run.mkdir(parents=True)
     args = AVMNIST_A2V.parse_args(["--data_root", str(avmnist), "--lam", "0"])
-    (run / "args.json").write_text(json.dumps(vars(args)))
-    (run / "results.json").write_text(json.dumps({"experiment": "AVMNIST A->V", "trials": [], "summary": None,
-                                                  "complete": False}))
+    (run / "args.json").write_text(json.dumps({name: value for name, value in vars(args).items() if name != "earlier"}))
+    (run / "results.json").write_text(json.dumps({"experiment": "AVMNIST A->V", "teacher": None, "trials": [],
+                                                  "summary": None, "complete": False, "environment": {}}))
     code, _, err = run_in_process("AVMNIST_A2V.py", ["--eval_only", str(run), "--output_dir", str(tmp_path)], capsys)
     assert code == 2 and "no trial of the run has finished" in last_line(err)
 

@@ -1,17 +1,18 @@
 """--resume beyond tests/test_paths.py's cells (Ctrl-C or a kill in an epoch, for every script): Ctrl-C between
-trials keeps the finished trial; options that would change the result are refused, and so is another script's run."""
+trials keeps the finished trial, and a kill between a training state and its best.pt loses nothing; options that
+would change the result are refused, and so is another script's run."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import assert_same_outcome, last_line, run_in_process, the_run
+from tests.helpers import assert_same_outcome, dead_writer, last_line, run_in_process, the_run
+from utils import loop
 from utils.trial import Trials
 
 
-def test_ctrl_c_between_trials_then_resume_keeps_the_finished_trial(a2v_reference, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_between_trials_then_a_kill_between_a_state_and_its_best_pt_then_resume_loses_nothing(
+        a2v_reference, tmp_path, monkeypatch, capsys):
     argv, reference = a2v_reference
     original, built = Trials.build, []
 
@@ -26,12 +27,24 @@ def test_ctrl_c_between_trials_then_resume_keeps_the_finished_trial(a2v_referenc
         code, _, _ = run_in_process("AVMNIST_A2V.py", [*argv, "--output_dir", str(tmp_path)], capsys)
     folder = the_run(tmp_path)
     assert code == 130 and len(json.loads((folder / "results.json").read_text())["trials"]) == 1
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    leftover = folder / f"results.json.tmp{dead.stdout.strip()}"
+    leftover = folder / f"results.json.tmp.{dead_writer()}"
     leftover.write_text("{ half-written")  # a write killed before its rename: never read, removed
-    code, out, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder), "--num_workers", "1"], capsys)
+    # The resume is killed too, after trial 2's first training state and before its best.pt. best.pt follows the
+    # state, which holds the same student: the next resume writes best.pt from it.
+    save = loop.save_torch_atomically
+
+    def killed_before_best(state, path):
+        if path.name == "best.pt":
+            raise KeyboardInterrupt
+        save(state, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "save_torch_atomically", killed_before_best)
+        code, out, _ = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder), "--num_workers", "1"], capsys)
+    assert code == 130 and "Trial 1/2 (seed 42) finished before; kept" in out and not leftover.exists()
+    assert (folder / "trial1" / "train_state.pt").is_file() and not (folder / "trial1" / "best.pt").exists()
+    code, _, err = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder)], capsys)
     assert code == 0, err
-    assert "Trial 1/2 (seed 42) finished before; kept" in out and not leftover.exists()
     assert_same_outcome(folder, reference)
 
 

@@ -9,7 +9,9 @@ hidden from `--help`, and ignored with a notice.
 
 `--resume RUN_DIR` and `--eval_only RUN_DIR` run with the options recorded in the run's args.json: they
 become the defaults; an option given again must keep its value, except those that cannot change a
-result, and `--epochs`, which may grow.
+result, and `--epochs`, which may grow. So does `--run_name NAME` once its run has begun. Which run that is
+(and whether a named one has begun) is decided by the first process alone and given to the others: processes
+on several machines may see a shared filesystem at different moments.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import math
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
 from utils.experiment import InputError
-from utils.processes import launched_world_size, resolve_device
+from utils.processes import from_main, is_main, launched_world_size, resolve_device
 from utils.run_folder import read_json
 
 # The options of the original scripts (all four shared one parser).
@@ -228,6 +231,15 @@ def announce_demo(demo_dir: Path, note: str) -> None:
     print(f"demo: data and models in {demo_dir}; {note}", file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class EarlierRun:
+    """The run a command continues (`--resume`, `--run_name` of a run that has begun) or evaluates (`--eval_only`)."""
+
+    option: str  # as the command gave it, for messages: "--resume DIR", "--run_name NAME (DIR)", "--eval_only DIR"
+    folder: Path
+    recorded: dict[str, Any]  # its args.json, as the first process read it
+
+
 def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, required: str | None = None,
                       demo_settings: Callable[[Path], dict[str, Any]] | None = None) -> argparse.Namespace:
     """Parse a script's options and check them; errors exit 2 through argparse. Then check, before any data
@@ -235,7 +247,8 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
 
     `required` is the data option needed unless `--demo` (None: the data needs no option); with `--demo`,
     `demo_settings(demo_dir)` builds (or reuses) the demo data and returns the defaults it runs with (options
-    given still win). A script without `demo_settings` has no demo.
+    given still win). A script without `demo_settings` has no demo. `args.earlier` is the run the command
+    continues or evaluates (an `EarlierRun`), or None.
     """
     _accept_other_original_options(parser)
     script = parser.prog.removesuffix(".py")
@@ -243,15 +256,12 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     first.add_argument("--demo", action="store_true")
     first.add_argument("--demo_dir", type=path_text, default=str(DEMO_DIR))
     first.add_argument("--output_dir", type=path_text, default="runs")
-    earlier = first.add_mutually_exclusive_group()
-    earlier.add_argument("--resume", type=path_text)
-    earlier.add_argument("--eval_only", type=path_text)
-    earlier.add_argument("--run_name", type=folder_name)
+    earlier_options = first.add_mutually_exclusive_group()
+    earlier_options.add_argument("--resume", type=path_text)
+    earlier_options.add_argument("--eval_only", type=path_text)
+    earlier_options.add_argument("--run_name", type=folder_name)
     wanted, _ = first.parse_known_args(argv)
-    option, run_dir = ("--resume", wanted.resume) if wanted.resume else ("--eval_only", wanted.eval_only)
-    named = Path(wanted.output_dir) / script / wanted.run_name if wanted.run_name else None
-    if named is not None and (named / "args.json").is_file():  # the same command again: it continues that run
-        option, run_dir = "--run_name", str(named)
+    earlier = from_main(earlier_run(script, wanted) if is_main() else None)
     if wanted.demo and demo_settings is None:
         parser.error("this script has no --demo; give its data option")
     if wanted.demo:
@@ -260,18 +270,17 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         except OSError as error:  # built on first use: a file or a read-only folder in the way
             raise InputError(f"--demo_dir {wanted.demo_dir}: cannot build the demo there ({error}); "
                              "expected a folder this user can write to") from None
-    if run_dir:
-        recorded = recorded_options(option, run_dir, script)
-        parser.set_defaults(**recorded_defaults(parser, recorded, Path(run_dir) / "args.json"))
+    if earlier:
+        parser.set_defaults(**recorded_defaults(parser, earlier.recorded, earlier.folder / "args.json"))
     args = parser.parse_args(argv)
     args.script = script
+    args.earlier = earlier
     _ignore_other_original_options(args)
-    if run_dir:
-        check_recorded_options(args, recorded, option, run_dir)
-    if option == "--run_name" and run_dir:
-        args.resume = run_dir
-    if args.resume:
-        check_recorded_processes(recorded, Path(run_dir) / "args.json")
+    if earlier:
+        check_recorded_options(args, earlier)
+    if earlier and not args.eval_only:
+        args.resume = str(earlier.folder)
+        check_recorded_processes(earlier)
     if args.amp == "fp16" and not resolve_device(args.device, args.gpu_ids).type == "cuda":
         parser.error("--amp fp16 needs CUDA (use --amp bf16 on the CPU)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -289,6 +298,25 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
         args.num_workers = 4 if resolve_device(args.device, args.gpu_ids).type == "cuda" else 0
     check_run_paths(args)
     return args
+
+
+def earlier_run(script: str, wanted: argparse.Namespace) -> EarlierRun | None:
+    """The run that `--resume`, `--eval_only` or `--run_name` (`wanted`) names, with its args.json; None for a new
+    run (a `--run_name` whose folder holds no args.json yet starts the run of that name)."""
+    if wanted.run_name:
+        folder = Path(wanted.output_dir) / script / wanted.run_name
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--run_name {wanted.run_name}: {folder} is a file; expected the folder of the run of "
+                             "that name, or nothing there")
+        if not (folder / "args.json").exists():
+            return None
+        option = f"--run_name {wanted.run_name} ({folder})"
+    elif wanted.resume or wanted.eval_only:
+        folder = Path(wanted.resume or wanted.eval_only)
+        option = f"--resume {folder}" if wanted.resume else f"--eval_only {folder}"
+    else:
+        return None
+    return EarlierRun(option, folder, recorded_options(option, folder, script))
 
 
 _OTHER_FAMILY = "other_family_options"
@@ -358,25 +386,76 @@ def load_split_file(path: str) -> dict[str, list]:
     return {name: record[name] for name in SPLITS}
 
 
-def recorded_options(option: str, run_dir: str, script: str) -> dict[str, Any]:
+def recorded_options(option: str, run_dir: Path, script: str) -> dict[str, Any]:
     """The options a run was started with, from its args.json (`option` names the flag that asked)."""
-    path = Path(run_dir) / "args.json"
-    recorded = read_json(path, f"{option} {run_dir} to be the folder of a run of this script (it holds args.json)")
+    path = run_dir / "args.json"
+    recorded = read_json(path, f"{option} to be the folder of a run of this script (it holds args.json)")
     if not isinstance(recorded, dict) or recorded.get("script") != script:
         found = recorded.get("script") if isinstance(recorded, dict) else None
-        raise InputError(f"{option} {run_dir} is a run of {found}, not of {script}; expected a run folder of "
-                         f"{script}.py")
+        raise InputError(f"{option} is a run of {found}, not of {script}; expected a run folder of {script}.py")
     return recorded
 
 
+def _strings(value: Any) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
+
+
+def _commit(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _processes(value: Any) -> bool:
+    return (isinstance(value, dict) and value.keys() == {"world_size", "backend", "batchnorm"}
+            and type(value["world_size"]) is int and value["world_size"] >= 1
+            and (value["backend"] is None or type(value["backend"]) is str) and type(value["batchnorm"]) is str)
+
+
+def _resumptions(value: Any) -> bool:
+    return type(value) is list and all(
+        isinstance(entry, dict) and {"argv", "at"} <= entry.keys() <= {"argv", "git_commit", "at"}
+        and _strings(entry["argv"]) and _commit(entry.get("git_commit")) and type(entry["at"]) is str
+        for entry in value)
+
+
+# The fields of args.json besides the options: what a run records there, and what each must be.
+RECORDS = {
+    "script": (lambda value: type(value) is str, "the script's name"),
+    "feature_dim": (lambda value: type(value) is int and value >= 1, "the teacher's feature size, an integer >= 1"),
+    "argv": (_strings, "the command line that started the run, a list of strings"),
+    "git_commit": (_commit, "a commit hash or null"),
+    "processes": (_processes, 'an object {"world_size": an integer >= 1, "backend": a name or null, "batchnorm": '
+                              'a description}'),
+    "resumed": (_resumptions, 'a list of {"argv": [...], "git_commit": ..., "at": "time"}, one for each resume'),
+}
+
+
 def recorded_defaults(parser: argparse.ArgumentParser, recorded: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The recorded options that become the defaults, each checked as its value on the command line would be
-    (a recorded lam 5 is refused like --lam 5, a recorded "3" where an integer belongs like --epochs three)."""
+    """The recorded options that become the defaults. Every field of args.json is checked first: each option as
+    its value on the command line would be (a recorded lam 5 is refused like --lam 5, a recorded "3" where an
+    integer belongs like --epochs three), also those that may change (which do not become defaults), each other
+    record as `RECORDS` says, and no field besides."""
+    actions = {action.dest: action for action in parser._actions
+               if action.option_strings and action.dest != "help" and not action.dest.startswith(_OTHER_FAMILY)}
     defaults = {}
-    for action in parser._actions:
-        if action.dest in recorded and action.option_strings and action.dest not in FREE_ON_RESUME | {"help"}:
-            defaults[action.dest] = _recorded_value(action, recorded[action.dest], path)
+    for name, value in recorded.items():
+        if name in actions:
+            checked = _recorded_value(actions[name], value, path)
+            if name not in FREE_ON_RESUME:
+                defaults[name] = checked
+        elif name in RECORDS:
+            valid, expected = RECORDS[name]
+            if not valid(value):
+                raise InputError(f"{path}: {name} is {_shown(value)}; expected {expected}")
+        else:
+            raise InputError(f"{path}: {name!r} is no option of {parser.prog} nor a record of its runs; expected "
+                             "the args.json a run of this script wrote")
     return defaults
+
+
+def _shown(value: Any) -> str:
+    """A recorded value in a message: its JSON, cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _recorded_value(action: argparse.Action, value: Any, path: Path) -> Any:
@@ -384,7 +463,7 @@ def _recorded_value(action: argparse.Action, value: Any, path: Path) -> Any:
     flag = action.option_strings[0]
 
     def refused(expected: str) -> InputError:
-        return InputError(f"{path}: {action.dest} is {json.dumps(value)}; expected {expected}, as {flag} takes")
+        return InputError(f"{path}: {action.dest} is {_shown(value)}; expected {expected}, as {flag} takes")
 
     if action.nargs == 0:  # a flag such as --deterministic
         if type(value) is not bool:
@@ -410,26 +489,22 @@ def _recorded_value(action: argparse.Action, value: Any, path: Path) -> Any:
     return parsed
 
 
-def check_recorded_processes(recorded: dict[str, Any], path: Path) -> None:
-    """A resume runs with as many processes as the run was started with (each process's random state is saved)."""
-    processes = recorded.get("processes", {"world_size": 1})
-    size = processes.get("world_size") if isinstance(processes, dict) else None
-    if type(size) is not int or size < 1:
-        raise InputError(f"{path}: processes.world_size is {json.dumps(size)}; expected the number of processes, "
-                         "as the run recorded it")
+def check_recorded_processes(earlier: EarlierRun) -> None:
+    """A run continues with as many processes as it was started with (each process's random state is saved)."""
+    size = earlier.recorded.get("processes", {"world_size": 1})["world_size"]
     if size != launched_world_size():
-        raise InputError(f"the run was started with {size} process(es) and is resumed with {launched_world_size()}; "
-                         "expected as many (torchrun --nproc_per_node)")
+        raise InputError(f"{earlier.option}: the run was started with {size} process(es) and continues with "
+                         f"{launched_world_size()}; expected as many (torchrun --nproc_per_node)")
 
 
-def check_recorded_options(args: argparse.Namespace, recorded: dict[str, Any], option: str, run_dir: str) -> None:
+def check_recorded_options(args: argparse.Namespace, earlier: EarlierRun) -> None:
     """Refuse (InputError) an option whose new value would change the run's results."""
-    for name, value in recorded.items():
+    for name, value in earlier.recorded.items():
         if name in FREE_ON_RESUME or not hasattr(args, name) or getattr(args, name) == value:
             continue
         if name == "epochs" and args.epochs > value:
             continue
         expected = f"at least {value}" if name == "epochs" else f"{value!r}"
-        raise InputError(f"{option} {run_dir}: --{name} {getattr(args, name)!r} differs from the run's "
-                         f"{value!r}; expected {expected} (--epochs may grow while no trial has finished; "
-                         "--num_workers, --device, --no_progress, --tensorboard and --cache_dir may change)")
+        raise InputError(f"{earlier.option}: --{name} {getattr(args, name)!r} differs from the run's {value!r}; "
+                         f"expected {expected} (--epochs may grow while no trial has finished; --num_workers, "
+                         "--device, --no_progress, --tensorboard and --cache_dir may change)")

@@ -143,10 +143,13 @@ def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str],
                 done: Progress, board: TensorBoardLog | None = None) -> dict:
     """Train the epochs after `done.epoch` up to `epochs`, keep the best validation epoch's weights, test them;
     return the trial's record. After each epoch the training state is saved in `trial_dir`, so an interrupted
-    trial can continue exactly (`--resume`), and then the epoch goes to `board` (--tensorboard)."""
+    trial can continue exactly (`--resume`), then a better epoch's best.pt, then the epoch goes to `board`
+    (--tensorboard)."""
     checkpoint = trial_dir / "best.pt"
     progress = progress and is_main()
     write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
+    if done.epoch and done.best_epoch == done.epoch:  # a kill may have come between the state and best.pt
+        save_torch_atomically(trial.student.state_dict(), checkpoint)  # the restored student is that epoch's
     compiling = compile_seconds()
     for epoch in range(done.epoch + 1, epochs + 1):
         lr = trial.optimizer.param_groups[0]["lr"]
@@ -168,12 +171,15 @@ def train_trial(trial: Trial, epochs: int, trial_dir: Path, log: Callable[[str],
                           val["cls_loss"], _blank(val["latent_loss"]), val["acc"], f"{train_seconds:.3f}",
                           f"{epoch_seconds:.3f}"])
         write_csv_atomically([METRICS_COLUMNS, *done.rows], trial_dir / "metrics.csv")
-        if val["acc"] > done.best_acc:
+        better = val["acc"] > done.best_acc
+        if better:
             done.best_acc, done.best_epoch, done.best_val = val["acc"], epoch, val
-            save_torch_atomically(trial.student.state_dict(), checkpoint)
         trial.scheduler.step()
         done.epoch = epoch
+        # The state first: it holds this epoch's student too, so a kill before best.pt is written loses nothing.
         save_training_state(trial_dir / STATE_FILE, trial, done)
+        if better:
+            save_torch_atomically(trial.student.state_dict(), checkpoint)
         if board is not None:
             board.epoch(epoch, lr, train, val, train_seconds, step_losses)
     barrier()  # the first process wrote best.pt
@@ -239,7 +245,8 @@ def load_training_state(path: Path, epochs: int) -> dict:
     progress = state["progress"]
     epoch = progress.get("epoch")
     if type(epoch) is not int or not 1 <= epoch <= epochs or set(progress) != set(vars(Progress())) or \
-            not isinstance(progress["rows"], list) or len(progress["rows"]) != epoch:
+            not isinstance(progress["rows"], list) or len(progress["rows"]) != epoch or \
+            type(progress["best_epoch"]) is not int or not 1 <= progress["best_epoch"] <= epoch:
         raise InputError(f"{path} holds no valid progress (epoch {epoch!r} of {epochs}); expected {expected}")
     if len(state["random"]) != world_size() or not all(isinstance(s, dict) for s in state["random"]):
         raise InputError(f"{path} holds the random states of {len(state['random'])} process(es), not of "

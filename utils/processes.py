@@ -124,19 +124,23 @@ class Processes:
         # A client of the rendezvous store torchrun set up (MASTER_ADDR:MASTER_PORT): the failure channel.
         self.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size(),
                                    is_master=False)
-        threading.Thread(target=self._watch, daemon=True).start()
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
         self.sigterm = signal.signal(signal.SIGTERM, self._terminated)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
-        if self.store is None:
+        if self.store is None or isinstance(error, SystemExit):  # argparse: every process refuses alike
             return
         if error is not None:
             earlier = self._failure()
             if earlier is not None and earlier[1] != rank():
                 self._end_like(earlier)  # this error follows from it, e.g. a collective whose peer left
             return  # the run says what failed (`failed`)
+        # The watcher stops first: a thread inside a store call while the interpreter exits aborts the process
+        # ("terminate called without an active exception"), a finished run with it.
         self.left.set()
+        self.watcher.join()
         signal.signal(signal.SIGTERM, self.sigterm)
         dist.destroy_process_group()
 

@@ -2,7 +2,8 @@
 after each, the summary line, and `--eval_only` (each finished trial's checkpoint tested again).
 
 With `--resume RUN_DIR` the run continues in its folder: finished trials are kept, an unfinished one
-continues after its last completed epoch (utils/loop.py).
+continues after its last completed epoch (utils/loop.py). A command holds its run's folder from before it loads
+anything (`claimed_run_folder`), and checks everything it reads back there before it writes.
 """
 
 from __future__ import annotations
@@ -11,20 +12,19 @@ import argparse
 import datetime
 import math
 import os
-import shutil
 import sys
 import tempfile
 import traceback
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from utils.config import load_split_file
+from utils.config import device_name, load_split_file
 from utils.experiment import Experiment, InputError, NonFiniteLossError
 from utils.loop import (
     STATE_FILE,
@@ -38,11 +38,14 @@ from utils.loop import (
 )
 from utils.processes import Processes, from_main, is_main, launched, rank, resolve_device, world_size
 from utils.run_folder import (
+    LOCK_FILE,
     RunLog,
+    check_kinds,
     git_commit,
     locked_run_folder,
     make_run_dir,
     read_json,
+    remove_made,
     remove_stale_temporaries,
     write_json_atomically,
 )
@@ -59,13 +62,18 @@ def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argpars
     prog = f"{script}.py"
     processes = None
     try:
-        args = parse_args(argv)
-        with Processes(prog, resolve_device(args.device, args.gpu_ids)) as processes:  # several, under torchrun
+        # Several processes under torchrun, joined before the options are read: the first one decides what
+        # depends on the run's folder (utils.config.earlier_run).
+        with Processes(prog, joining_device(prog, argv)) as processes, ExitStack() as held:
+            args = parse_args(argv)
+            run_dir = None if args.eval_only else held.enter_context(claimed_run_folder(args))
             experiment = build_experiment(args)
             if args.eval_only:
                 evaluate_run(experiment, args)
             else:
-                run_experiment(experiment, args)
+                run_experiment(experiment, args, run_dir)
+    except SystemExit as exit_:  # argparse: the same command line, refused alike by every process (or --help)
+        return _ended(exit_.code)
     except KeyboardInterrupt:
         return _failed(processes, prog, 130, "interrupted", "interrupted; results of finished trials are kept")
     except (InputError, NonFiniteLossError) as error:
@@ -77,12 +85,27 @@ def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argpars
     return 0
 
 
+def joining_device(prog: str, argv: Sequence[str] | None) -> torch.device:
+    """The device that decides how torchrun's processes join (NCCL on CUDA, else gloo): from `--device` as given
+    (a run's args.json never sets it). Without CUDA they join on the CPU, and reading the options then refuses
+    a `--device cuda`."""
+    given = argparse.ArgumentParser(prog=prog, add_help=False)
+    given.add_argument("--device", type=device_name, default="auto")
+    device = given.parse_known_args(argv)[0].device
+    return resolve_device(device if torch.cuda.is_available() else "cpu", "0")
+
+
 def _failed(processes: Processes | None, prog: str, code: int, message: str, line: str) -> int:
     """End with `code` after printing `<prog>: <line>` and telling the other processes (torchrun); a process of
     several leaves at once: shutting down its process group could wait for the others, which are stopping too."""
     if processes is not None:
         processes.failed(code, message)
     print(f"{prog}: {line}", file=sys.stderr)
+    return _ended(code)
+
+
+def _ended(code: int) -> int:
+    """A process of several leaves at once, without shutting down its process group."""
     if launched():
         sys.stderr.flush()
         os._exit(code)
@@ -125,26 +148,66 @@ def keep_traceback(error: Exception, folder: Path | None, prog: str) -> Path:
     return Path(path)
 
 
-def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
-    """Run (or resume) `args.n_times` trials with seeds random_seed + k; return the final results.
+# What a run folder holds besides its trials, and what each trial folder holds, by kind.
+RUN_FILES = ("args.json", "results.json", "log.txt", LOCK_FILE)
+TRIAL_FILES = ("split.json", "metrics.csv", "best.pt", STATE_FILE)
+TRIAL_FOLDERS = ("tensorboard",)
 
-    Everything that can refuse the command is checked before its first write: a resume locks its folder and
-    checks what it reads back, and the first trial to run is built (and restored) before the folder changes."""
+
+@contextmanager
+def claimed_run_folder(args: argparse.Namespace) -> Iterator[Path]:
+    """The run's folder, held by this command from before it loads anything until it ends (a second command is
+    refused at once): the folder of `--resume`, or of `--run_name` (made if new), or a new one. Under the lock the
+    first process checks again what the command decided from the folder before it held it (continue that run, or
+    start it), and the kind of every entry the run reads or writes there. A folder made here is removed if the
+    command ends before the run wrote its args.json: a refused command leaves nothing."""
+    made = []
+    if args.resume:
+        folder = Path(args.resume)
+    else:
+        folder, made = from_main(make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}", args.run_name)
+                                 if is_main() else (None, []))
+    try:
+        with locked_run_folder(folder):
+            if is_main():
+                _check_claim(args, folder)
+            yield folder
+    except BaseException:
+        if is_main() and not (folder / "args.json").exists():
+            remove_made(made)
+        raise
+
+
+def _check_claim(args: argparse.Namespace, folder: Path) -> None:
+    """What the command found before it held `folder` still holds, and each entry is a file or folder as expected."""
+    path = folder / "args.json"
+    if args.resume and read_json(path, "the args.json this run wrote") != args.earlier.recorded:
+        raise InputError(f"{path} changed while this command started (another command on the run?); expected it "
+                         "unchanged: run the command again")
+    if not args.resume and path.exists():
+        raise InputError(f"--run_name {args.run_name}: another command started the run of that name while this one "
+                         "started; expected one command at a time on a run folder (run it again to continue the run)")
+    check_kinds(folder, files=RUN_FILES, folders=[f"trial{k}" for k in range(args.n_times)])
+    for k in range(args.n_times):
+        check_kinds(folder / f"trial{k}", files=TRIAL_FILES, folders=TRIAL_FOLDERS)
+
+
+def run_experiment(experiment: Experiment, args: argparse.Namespace, run_dir: Path | None = None) -> dict:
+    """Run (or resume) `args.n_times` trials with seeds random_seed + k in `run_dir` (held by this command; without
+    it, the run claims its folder itself); return the final results.
+
+    Everything that can refuse the command is checked before its first write: what a resume reads back, and the
+    first trial to run is built (and restored) before the folder changes. What the folder holds is read by the
+    first process and given to the others."""
     trials = Trials(experiment, args)
     with ExitStack() as held:
-        run_dir = results = None
-        if args.resume:
-            run_dir = Path(args.resume)
-            held.enter_context(locked_run_folder(run_dir))
-            results = resumed_results(run_dir, experiment, args)
+        if run_dir is None:
+            run_dir = held.enter_context(claimed_run_folder(args))
+        results = from_main(resumed_results(run_dir, experiment, args) if is_main() else None) if args.resume else None
         finished = len(results["trials"]) if results else 0
         if finished == args.n_times:
             return _finished_before(run_dir, results, experiment)
-        pending = _trial_to_train(trials, args, run_dir, finished)
-        if run_dir is None:  # one new folder for the run, however many processes
-            run_dir = from_main(make_run_dir(args.output_dir, args.script, f"seed{args.random_seed}", args.run_name)
-                                if is_main() else None)
-            held.enter_context(locked_run_folder(run_dir))
+        pending = _trial_to_train(trials, args, run_dir if args.resume else None, finished)
         log = RunLog(run_dir / "log.txt")
         log(f"Run folder: {run_dir}")
         if is_main():
@@ -187,7 +250,8 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace) -> dict:
                     (trial_dir / STATE_FILE).unlink(missing_ok=True)  # in results.json: nothing left to resume
         except KeyboardInterrupt:
             if is_main():
-                print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
+                again = "the same command" if args.run_name else f"--resume {run_dir}"
+                print(f"interrupted: continue with {again}", file=sys.stderr)
             raise
     _log_summary(log, results["summary"], experiment.tag)
     return results
@@ -220,10 +284,11 @@ def _trial_to_train(trials: Trials, args: argparse.Namespace, run_dir: Path | No
     record = trials.split_record(seed)
     trial = trials.build(seed, record)
     state_file = run_dir / f"trial{k}" / STATE_FILE if run_dir else None
-    if state_file is None or not state_file.is_file():
+    if state_file is None or not from_main(state_file.is_file() if is_main() else None):
         return record, trial, Progress()
     done = restore_training_state(load_training_state(state_file, args.epochs), trial, state_file)
-    if done.best_epoch:  # the best epoch so far must be there to be tested, unless a later one replaces it
+    if done.best_epoch < done.epoch:  # the best epoch so far must be there to be tested, unless a later one
+        # replaces it; a best epoch that is the last saved one is in the state itself (utils.loop.train_trial)
         load_checkpoint(run_dir / f"trial{k}" / "best.pt", trial.student)
     return record, trial, done
 
@@ -234,16 +299,21 @@ def evaluate_run(experiment: Experiment, args: argparse.Namespace) -> dict:
     <time>_eval` (log.txt, eval.json, each trial's split.json), never touches the run's files, and leaves no
     folder if it fails. On the CPU the numbers equal the run's own test numbers exactly."""
     run_dir = Path(args.eval_only)
-    finished = resumed_results(run_dir, experiment, args)["trials"] if (run_dir / "results.json").is_file() else []
+    if is_main():
+        check_kinds(run_dir, files=RUN_FILES, folders=[f"trial{k}" for k in range(args.n_times)])
+        for k in range(args.n_times):
+            check_kinds(run_dir / f"trial{k}", files=TRIAL_FILES, folders=TRIAL_FOLDERS)
+    results = from_main(resumed_results(run_dir, experiment, args) if is_main() else None)
+    finished = results["trials"] if results else []
     if not finished:
         raise InputError(f"--eval_only {run_dir}: no trial of the run has finished; expected at least one best.pt")
     trials = Trials(experiment, args)
-    out_dir = from_main(make_run_dir(args.output_dir, args.script, "eval") if is_main() else None)
+    out_dir, made = from_main(make_run_dir(args.output_dir, args.script, "eval") if is_main() else (None, []))
     try:
         results = _evaluate_trials(experiment, args, trials, finished, run_dir, out_dir)
     except BaseException:
         if is_main():
-            shutil.rmtree(out_dir, ignore_errors=True)
+            remove_made(made)
         raise
     return results
 
@@ -282,16 +352,19 @@ def _log_summary(log: Callable[[str], None], summary: dict, tag: str) -> None:
 
 
 def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path) -> None:
-    """args.json: every option, D, argv and git commit; a resumed run also lists its resumptions."""
-    path = run_dir / "args.json"
-    resumptions = read_json(path, "the args.json this run wrote").get("resumed", []) if args.resume else []
+    """args.json: every option, D, argv, git commit and processes, as the run was started; a resume keeps them
+    (with --epochs, which may have grown) and adds its own argv, commit and time to the list "resumed"."""
     if args.resume:
-        resumptions.append({"argv": sys.argv, "at": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"})
+        recorded = args.earlier.recorded
+        resume = {"argv": sys.argv, "git_commit": git_commit(), "at": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}"}
+        write_json_atomically({**recorded, "epochs": args.epochs, "resumed": [*recorded.get("resumed", []), resume]},
+                              run_dir / "args.json")
+        return
     processes = {"world_size": world_size(), "backend": dist.get_backend() if dist.is_initialized() else None,
                  "batchnorm": "synchronised (SyncBatchNorm)" if world_size() > 1 else "per process"}
-    arguments = {**vars(args), "feature_dim": experiment.feature_dim, "argv": sys.argv, "git_commit": git_commit(),
-                 "processes": processes}
-    write_json_atomically({**arguments, **({"resumed": resumptions} if args.resume else {})}, path)
+    options = {name: value for name, value in vars(args).items() if name != "earlier"}
+    write_json_atomically({**options, "feature_dim": experiment.feature_dim, "argv": sys.argv,
+                           "git_commit": git_commit(), "processes": processes}, run_dir / "args.json")
 
 
 def resumed_results(run_dir: Path, experiment: Experiment, args: argparse.Namespace) -> dict | None:
@@ -299,55 +372,80 @@ def resumed_results(run_dir: Path, experiment: Experiment, args: argparse.Namesp
     stopped before it wrote one). A resume may grow --epochs only while no trial has finished: every trial of a
     run trains the same number of epochs."""
     path = run_dir / "results.json"
-    if not path.is_file():
+    if not path.exists():
         return None
     results = read_json(path, "the results.json this run wrote")
     problem = results_problem(results, experiment, args)
     if problem:
         raise InputError(f"{path}: {problem}; expected the results.json this run wrote")
-    recorded = read_json(run_dir / "args.json", "the args.json this run wrote").get("epochs", args.epochs)
+    recorded = args.earlier.recorded.get("epochs", args.epochs)
     if args.resume and results["trials"] and args.epochs != recorded:
         done = ", ".join(str(trial["trial"] + 1) for trial in results["trials"])
-        raise InputError(f"--resume {run_dir}: --epochs {args.epochs}, but trial(s) {done} finished with {recorded} "
+        raise InputError(f"{args.earlier.option}: --epochs {args.epochs}, but trial(s) {done} finished with {recorded} "
                          f"epochs; expected --epochs {recorded} (every trial of a run trains as many epochs)")
     return results
 
 
+RESULTS_FIELDS = {"experiment", "teacher", "trials", "summary", "complete", "environment"}
+TRIAL_FIELDS = {"trial", "seed", "best_epoch", "val", "test", "checkpoint"}
+
+
 def results_problem(results: Any, experiment: Experiment, args: argparse.Namespace) -> str | None:
-    """What is wrong with a read-back results.json, or None."""
+    """What is wrong with a read-back results.json, or None: every field is as the run writes it."""
     if not isinstance(results, dict) or results.get("experiment") != experiment.tag:
         return f"no experiment {experiment.tag!r}"
-    trials = results.get("trials")
+    if results.keys() != RESULTS_FIELDS:
+        return f"its fields are {', '.join(sorted(results))}; expected {', '.join(sorted(RESULTS_FIELDS))}"
+    if not isinstance(results["teacher"], (dict, type(None))) or not isinstance(results["environment"], dict):
+        return "'teacher' is not an object (or null) or 'environment' not an object"
+    trials = results["trials"]
     if not isinstance(trials, list) or len(trials) > args.n_times:
         return f"'trials' is not a list of at most {args.n_times} trials"
-    if not isinstance(results.get("summary"), (dict, type(None))) or type(results.get("complete")) is not bool:
+    if not isinstance(results["summary"], (dict, type(None))) or type(results["complete"]) is not bool:
         return "'summary' is not an object (or null) or 'complete' not true or false"
     for k, trial in enumerate(trials):
         if not isinstance(trial, dict) or trial.get("trial") != k or trial.get("seed") != args.random_seed + k:
             return f"trial {k} is not the record of trial {k} with seed {args.random_seed + k}"
-        best = trial.get("best_epoch")
-        if type(best) is not int or best < 1 or not isinstance(trial.get("checkpoint"), str):
-            return f"trial {k} has no best epoch >= 1 or no checkpoint"
+        if trial.keys() != TRIAL_FIELDS:
+            return f"trial {k}'s fields are {', '.join(sorted(trial))}; expected {', '.join(sorted(TRIAL_FIELDS))}"
+        best = trial["best_epoch"]
+        if type(best) is not int or not 1 <= best <= args.epochs or not isinstance(trial["checkpoint"], str):
+            return f"trial {k} has no best epoch in 1..{args.epochs} or no checkpoint"
         for split in ("val", "test"):
-            problem = metrics_problem(trial.get(split), experiment.detailed_metrics)
+            problem = metrics_problem(trial[split], experiment)
             if problem:
                 return f"trial {k}'s {split} metrics: {problem}"
+    if results["summary"] != (summarise(trials) if trials else None):
+        return f"'summary' is not the summary of its {len(trials)} trial(s) (null for none)"
+    if results["complete"] != (len(trials) == args.n_times):
+        return f"'complete' is {str(results['complete']).lower()} with {len(trials)} of {args.n_times} trials"
     return None
 
 
-def metrics_problem(metrics: Any, detailed: bool) -> str | None:
+def metrics_problem(metrics: Any, experiment: Experiment) -> str | None:
     """What is wrong with one split's metrics as results.json holds them, or None."""
+    fractions = ("acc", "uar", "macro_f1") if experiment.detailed_metrics else ("acc",)
+    fields = {*fractions, "cls_loss", "latent_loss", *(("confusion",) if experiment.detailed_metrics else ())}
     if not isinstance(metrics, dict):
         return "not an object"
-    fractions = ("acc", "uar", "macro_f1") if detailed else ("acc",)
+    if metrics.keys() != fields:
+        return f"its fields are {', '.join(sorted(metrics))}; expected {', '.join(sorted(fields))}"
     for name in fractions:
-        if not _number(metrics.get(name)) or not 0 <= metrics[name] <= 1:
+        if not _number(metrics[name]) or not 0 <= metrics[name] <= 1:
             return f"{name} is not a fraction in [0, 1]"
-    if not _number(metrics.get("cls_loss")) or not (metrics.get("latent_loss") is None
-                                                    or _number(metrics["latent_loss"])):
+    if not _number(metrics["cls_loss"]) or not (metrics["latent_loss"] is None or _number(metrics["latent_loss"])):
         return "cls_loss or latent_loss is not a finite number"
+    classes = experiment.num_classes
+    if "confusion" in fields and not _table_of_counts(metrics["confusion"], classes):
+        return f"confusion is not a {classes} x {classes} table of counts"
     return None
 
 
 def _number(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
+
+
+def _table_of_counts(value: Any, size: int) -> bool:
+    """A `size` x `size` list of lists of counts."""
+    return type(value) is list and len(value) == size and all(
+        type(row) is list and len(row) == size and all(type(n) is int and n >= 0 for n in row) for row in value)

@@ -2,8 +2,9 @@
 commit, files read back as a stranger's input, and files written so that a reader sees the old file or the
 new one, never a half-written one.
 
-A write goes to `<name>.tmp<pid>` and is renamed over the target. A writer killed in between leaves its
-temporary file behind: it is never read, and `remove_stale_temporaries` deletes those of dead processes.
+A write goes to `<name>.tmp.<host>.<pid>` and is renamed over the target. A writer killed in between leaves its
+temporary file behind: it is never read, and `remove_stale_temporaries` deletes those of dead processes of this
+host (a process of another host, which may share the folder over NFS, cannot be seen from here: its files stay).
 In a run of several processes (torchrun) only the first writes; the others' writes do nothing.
 """
 
@@ -11,9 +12,13 @@ from __future__ import annotations
 
 import csv
 import datetime
+import errno
 import fcntl
+import itertools
 import json
 import os
+import shutil
+import socket
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,26 +29,53 @@ import torch
 from utils.experiment import InputError
 from utils.processes import is_main
 
-TEMPORARY = ".tmp"
+TEMPORARY = ".tmp."
+LOCK_FILE = "lock"  # the one writer's lock; while held it names the holder's host and process id
 
 
-def make_run_dir(output_dir: str, script: str, label: str, name: str | None = None) -> Path:
+def make_run_dir(output_dir: str, script: str, label: str, name: str | None = None) -> tuple[Path, list[Path]]:
     """A new folder `output_dir/<script>/<YYYYmmdd-HHMMSS>_<label>[_k]` (label e.g. seed42), never an existing one;
     with `name`, the run's own folder `output_dir/<script>/<name>` (a run of that name may have left it without
-    its args.json: it is taken over)."""
+    its args.json: it is taken over). Also the folders this made, innermost first, for `remove_made`."""
     parent = Path(output_dir) / script
+    made = list(itertools.takewhile(lambda folder: not folder.exists(), [parent, *parent.parents]))
     parent.mkdir(parents=True, exist_ok=True)
     if name is not None:
-        (parent / name).mkdir(exist_ok=True)
-        return parent / name
+        try:
+            (parent / name).mkdir()
+            made.insert(0, parent / name)
+        except FileExistsError:
+            pass
+        return parent / name, made
     stem = f"{datetime.datetime.now():%Y%m%d-%H%M%S}_{label}"
     for suffix in ["", *(f"_{k}" for k in range(2, 10_000))]:
         try:
             (parent / (stem + suffix)).mkdir()
-            return parent / (stem + suffix)
+            return parent / (stem + suffix), [parent / (stem + suffix), *made]
         except FileExistsError:
             continue
     raise InputError(f"could not create a new run folder under {parent}")
+
+
+def remove_made(made: Sequence[Path]) -> None:
+    """Undo `make_run_dir` (`made`, innermost first): the run's folder with whatever is in it, then each parent it
+    made while that is empty."""
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+    for folder in made[1:]:
+        try:
+            folder.rmdir()
+        except OSError:  # something else was put there meanwhile
+            return
+
+
+def check_kinds(folder: Path, files: Sequence[str], folders: Sequence[str]) -> None:
+    """Each of `files` in `folder` is a regular file or absent, each of `folders` a folder or absent (InputError)."""
+    for names, kind, is_kind in ((files, "file", Path.is_file), (folders, "folder", Path.is_dir)):
+        for name in names:
+            path = folder / name
+            if path.exists() and not is_kind(path):
+                raise InputError(f"{path} is not a {kind}; expected a {kind} there (or nothing)")
 
 
 def git_commit() -> str | None:
@@ -72,52 +104,85 @@ class RunLog:
 
 @contextmanager
 def locked_run_folder(run_dir: Path) -> Iterator[None]:
-    """`with locked_run_folder(run_dir):` this process is the one writer of `run_dir`: an exclusive lock on the
-    folder itself, which the system also releases when the process ends, however it ends, so a lock left by
-    a killed run never blocks a resume; taking it writes nothing. A second command on a locked folder is
-    refused at once, naming the holder. Only the first of several processes writes, so only it locks."""
+    """`with locked_run_folder(run_dir):` this process is the one writer of `run_dir`. The lock is a POSIX record
+    lock (`fcntl.lockf`) on the folder's regular file `lock`, opened for writing: NFS (through its lock service)
+    and Lustre (mounted with `flock`) pass such locks to their server, so processes of other machines see it.
+    The system drops it when the process ends, however it ends, so a lock left by a killed run never blocks a
+    resume. While held, the file names the holder's host and process id, and a second command is refused at
+    once naming them; released, it is emptied. A filesystem that cannot lock refuses every command: it could
+    not keep a second writer out. Only the first of several processes writes, so only it locks.
+
+    A POSIX lock belongs to the process, and closing any descriptor of its file releases it: nothing else in
+    a run opens this file."""
     if not is_main():
         yield
         return
-    descriptor = os.open(run_dir, os.O_RDONLY)
+    path = run_dir / LOCK_FILE
+    existed = path.exists()
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise InputError(f"cannot open {path} for writing ({error.strerror}); expected a run folder this user can "
+                         f"write to, whose {LOCK_FILE} is a file") from None
     try:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"{run_dir} is in use by process {_lock_holder(run_dir)}, which runs or resumes it; "
-                             "expected one command at a time on a run folder (wait for it to end, or stop "
-                             "it)") from None
-        yield
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EACCES, errno.EAGAIN):  # POSIX allows either for a lock held by another
+                raise InputError(f"{run_dir} is in use by {_lock_holder(path)}, which runs or resumes it; expected "
+                                 "one command at a time on a run folder (wait for it to end, or stop it)") from None
+            if not existed:
+                path.unlink(missing_ok=True)
+            raise InputError(f"cannot lock {path} ({errno.errorcode.get(error.errno, error.errno)}: "
+                             f"{error.strerror}), so a second command on the run could not be kept out; expected "
+                             "a filesystem with POSIX locks (a local disk, NFS with its lock service, Lustre "
+                             "mounted with -o flock)") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(descriptor, 0)
     finally:
         os.close(descriptor)
 
 
-def _lock_holder(folder: Path) -> str:
-    """The process id that holds the lock on `folder`, as Linux lists it in /proc/locks; "unknown" elsewhere."""
-    inode = folder.stat().st_ino
+def _lock_holder(path: Path) -> str:
+    """Who holds the lock, as its file names them: "process PID on HOST"."""
     try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return "unknown"
-    for line in lines:  # e.g. "1: FLOCK  ADVISORY  WRITE 14349 fe:00:2146373 0 EOF"
-        fields = line.split()
-        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
-            return fields[4]
-    return "unknown"
+        host, pid = path.read_text().split()
+    except (OSError, ValueError):  # taken a moment ago, and not yet named
+        return "another process"
+    return f"process {pid} on {host}"
 
 
 def read_json(path: Path, expected: str) -> Any:
-    """The parsed JSON file; InputError naming it and `expected` if it is missing, not UTF-8, not JSON, or
-    nested deeper than the parser recurses."""
+    """The parsed JSON file; InputError naming it and `expected` if it is missing, not UTF-8, not strict JSON
+    (NaN and infinities are not: the run never writes them), or nested deeper than the parser recurses."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+    except _NotStrictJson as error:
+        raise InputError(f"cannot read {path} ({error} is not strict JSON); expected {expected}") from None
     except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8, or not JSON
         raise InputError(f"cannot read {path} ({type(error).__name__}); expected {expected}") from None
 
 
+class _NotStrictJson(ValueError):
+    """NaN, Infinity or -Infinity in a JSON file."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotStrictJson(constant)
+
+
 def temporary_path(path: Path) -> Path:
     """Where a write of `path` goes before it is renamed over it."""
-    return path.with_name(f"{path.name}{TEMPORARY}{os.getpid()}")
+    return path.with_name(f"{path.name}{TEMPORARY}{writer()}")
+
+
+def writer() -> str:
+    """This process, as a temporary file's name records its writer: `<host>.<pid>`."""
+    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 def write_json_atomically(data: Any, path: Path, indent: int | None = 2) -> None:
@@ -160,25 +225,27 @@ def _save_torch(tmp: Path, state: Any) -> None:
     torch.save(state, tmp)
 
 
-def process_alive(pid: str) -> bool:
-    """Whether process `pid` (a string of digits; anything else counts as alive) still runs."""
-    if not pid.isdigit():
-        return True  # not one of ours: leave it alone
+def writer_alive(name: str) -> bool:
+    """Whether the writer `<host>.<pid>` (as `writer()` names it) may still run: a process of another host cannot
+    be seen from here, so it may; neither may anything that is not such a name be judged dead."""
+    host, _, pid = name.rpartition(".")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # another user's process
         return True
     return True
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files of killed writers in `folder` (not of writers still running); return them."""
+    """Delete the temporary files of killed writers of this host in `folder` (not of writers still running, nor of
+    other hosts'); return them."""
     removed = []
     for path in folder.glob(f"*{TEMPORARY}*"):
-        pid = path.name.rsplit(TEMPORARY, 1)[1]
-        if path.is_file() and pid.isdigit() and not process_alive(pid):
+        if path.is_file() and not writer_alive(path.name.rsplit(TEMPORARY, 1)[1]):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from utils.experiment import Teacher, TeacherInputs
+from utils.experiment import InputError, Teacher, TeacherInputs
 from utils.processes import autocast, gather_objects, gather_rows, is_main, share
 from utils.run_folder import remove_stale_temporaries, temporary_path
 
@@ -82,6 +82,9 @@ class TeacherFeatureCache:
         if cache_dir is not None:
             self.key = cache_key(teacher.identity, inputs.fingerprint, amp_dtype, device.type)
             self.path = Path(cache_dir) / f"teacher_features_{self.key[:24]}.safetensors"
+            if self.path.exists() and not self.path.is_file():
+                raise InputError(f"--cache_dir {cache_dir}: {self.path} is not a file; expected this run's teacher "
+                                 "cache file there (or nothing)")
             if self.path.parent.is_dir():
                 remove_stale_temporaries(self.path.parent)
             self._load()

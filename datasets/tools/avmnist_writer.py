@@ -14,7 +14,6 @@ encoding are computed once.
 
 import io
 import json
-import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from threadpoolctl import threadpool_limits  # installed with scikit-learn
 from tqdm import tqdm
 
 from datasets.tools.spectrogram import log_power_spectrogram
-from utils.run_folder import process_alive
+from utils.run_folder import writer, writer_alive
 
 AUDIO_RATE = 8000
 MARKER = "BUILD_COMPLETE"
@@ -146,14 +145,14 @@ def build_atomically(out: Path, write: Callable[[Path], None], stamp: Mapping[st
     """Run `write(folder)` on a sibling temporary folder, add the marker, then rename it to `out`.
 
     So `out` either does not exist or is complete. An interrupted build leaves no `out`; a killed
-    one leaves `.<name>.partial-<pid>`, removed by the next build once that process is gone. If
+    one leaves `.<name>.partial-<host>.<pid>`, removed by the next build on that host once that process is gone. If
     another process finishes the same build first, its result is kept.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     for partial in out.parent.glob(f".{out.name}.partial-*"):
-        if not process_alive(partial.name.rsplit("-", 1)[1]):
+        if not writer_alive(partial.name.rsplit(".partial-", 1)[1]):
             shutil.rmtree(partial, ignore_errors=True)
-    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
+    temporary = out.parent / f".{out.name}.partial-{writer()}"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         temporary.mkdir()
