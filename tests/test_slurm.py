@@ -22,10 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-import torch
-from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from models.tiny import TINY_WAV2VEC2
 from tests.helpers import REPO, assert_same_outcome
 
 pytestmark = pytest.mark.slurm
@@ -240,24 +237,14 @@ def slurm(tmp_path_factory) -> Iterator[Slurm]:
             HOSTS.write_text(hosts)
 
 
-@pytest.fixture(scope="module")
-def models(tiny_models, tmp_path_factory) -> dict[str, str]:
-    """The tiny models, and a tiny wav2vec2 student without LayerDrop (its skipped layers get no gradient, which
-    DistributedDataParallel refuses unless told to look for unused parameters)."""
-    folder = tmp_path_factory.mktemp("student")
-    torch.manual_seed(0)
-    Wav2Vec2Model(Wav2Vec2Config(**TINY_WAV2VEC2, layerdrop=0.0)).save_pretrained(folder)
-    return {**tiny_models, "wav2vec2_student": str(folder)}
-
-
 def job_options(name: str, output: Path, *more: str) -> list[str]:
     """sbatch options for a test job: one CPU a task, the job's output in `output`."""
     return [f"--job-name={name}", "--cpus-per-task=1", f"--output={output}", *more]
 
 
 def test_single_node_requeued_mid_run_equals_the_run_left_alone_and_a_second_job_on_it_is_refused(
-        slurm, iemocap, models, tmp_path):
-    args = ["--teacher_path", models["bert"], "--student_path", models["wav2vec2_student"], "--subset", "16",
+        slurm, iemocap, tiny_models, tmp_path):
+    args = ["--teacher_path", tiny_models["bert"], "--student_path", tiny_models["wav2vec2"], "--subset", "16",
             "--batch_size", "4", "--epochs", "4", "--n_times", "2", "--warmup_epochs", "0",
             "--output_dir", str(tmp_path / "runs")]
     runs = tmp_path / "runs" / "IEMOCAP_T2A"
@@ -287,9 +274,9 @@ def test_single_node_requeued_mid_run_equals_the_run_left_alone_and_a_second_job
     assert len(json.loads((runs / "requeued" / "args.json").read_text())["resumed"]) == 1
 
 
-def test_multi_node_meets_at_the_rendezvous_on_two_nodes(slurm, iemocap, models, tmp_path):
-    args = ["--teacher_path", models["wav2vec2"], "--student_path", models["bert"], "--subset", "8", "--epochs", "1",
-            "--n_times", "1", "--warmup_epochs", "0", "--output_dir", str(tmp_path / "runs")]
+def test_multi_node_meets_at_the_rendezvous_on_two_nodes(slurm, iemocap, tiny_models, tmp_path):
+    args = ["--teacher_path", tiny_models["wav2vec2"], "--student_path", tiny_models["bert"], "--subset", "8",
+            "--epochs", "1", "--n_times", "1", "--warmup_epochs", "0", "--output_dir", str(tmp_path / "runs")]
     job = slurm.submit("multi_node.sbatch", *job_options("two_nodes", tmp_path / "job.out", "--gpus-per-node=1"),
                        args=args, IEMOCAP=str(iemocap))
     (record,) = slurm.wait_ended(job)
@@ -301,12 +288,12 @@ def test_multi_node_meets_at_the_rendezvous_on_two_nodes(slurm, iemocap, models,
 
 
 def test_lam_sweep_task_signalled_before_its_time_limit_requeues_itself_alone_then_the_report(
-        slurm, avmnist, models, tmp_path):
+        slurm, avmnist, tiny_models, tmp_path):
     # Two tasks, one at a time, so that the second to start carries the array's own job id (whose requeue would
     # requeue the finished first task too). It is signalled as --signal=B:USR1 signals it: its shell alone (scancel
     # --batch; --full would also end the run with USR1), rather than at a time limit, which Slurm may signal up to
     # a minute early.
-    args = ["--teacher_path", models["wav2vec2"], "--subset", "48", "--batch_size", "16", "--epochs", "12",
+    args = ["--teacher_path", tiny_models["wav2vec2"], "--subset", "48", "--batch_size", "16", "--epochs", "12",
             "--output_dir", str(tmp_path / "runs")]
     array = slurm.submit("lam_sweep.sbatch", *job_options("sweep", tmp_path / "sweep-%a.out", "--array=0-1%1"),
                          args=args, AVMNIST=str(avmnist))
