@@ -96,7 +96,8 @@ def write_iemocap(tree: Path, n: int) -> None:
 def write_data(folder: Path, fraction: float, spectrogram_dtype: str) -> str:
     """The data sets in `folder`, written once (a marker records what); what was done, in words."""
     n_train, n_test = (round(fraction * n) for n in SIZES["avmnist"])
-    plan = {"avmnist": [n_train, n_test], "iemocap": round(fraction * SIZES["iemocap"]), "spectrograms": spectrogram_dtype}
+    plan = {"avmnist": [n_train, n_test], "iemocap": round(fraction * SIZES["iemocap"]),
+            "spectrograms": spectrogram_dtype}
     marker = folder / "SCALE_COST_DATA"
     if marker.is_file() and json.loads(marker.read_text()) == plan:
         return f"data in {folder}, written before"
@@ -133,6 +134,13 @@ def clock(device) -> Callable[[], float]:
     return now
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all its threads) and of its finished children: on a shared CPU a steadier
+    measure of work than wall time."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class Sampled:
     """A teacher's `encode` that computes its first `count` inputs (timed) and zeros after them, counting the units
     of both: seconds of 16 kHz audio for waveforms, else inputs."""
@@ -158,6 +166,7 @@ def measure(name: str, folder: Path, device: str, steps: int, work: Path) -> dic
     """One experiment up to its first training step, a slice of its epoch, its cache read back (in this process)."""
     started = time.perf_counter()
     script = importlib.import_module(name)  # torch and the models' libraries: a run's first cost
+    import torch
     from utils.loop import run_epoch
     from utils.teacher_features import TeacherFeatureCache
     from utils.trial import Trials
@@ -189,8 +198,10 @@ def measure(name: str, folder: Path, device: str, steps: int, work: Path) -> dic
     step, evaluation = timed_slice("train", steps) / steps, timed_slice("val", steps) / steps
     evaluations = len(trial.loaders["val"]) + len(trial.loaders.get("precise_bn", []))
     result = {"phases": phases, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+              "peak GPU": torch.cuda.max_memory_allocated() if trials.device.type == "cuda" else None,
               "items": [len(trial.splits[split].dataset) for split in ("train", "val", "test")],
-              "file": features.path.stat().st_size, "epoch": len(trial.loaders["train"]) * step + evaluations * evaluation}
+              "file": features.path.stat().st_size,
+              "epoch": len(trial.loaders["train"]) * step + evaluations * evaluation}
     if sampled:  # per unit: the teacher's forward (of the inputs computed) and the reading (of every input)
         result |= {"units": sampled.units + sampled.skipped, "forward": sampled.seconds / sampled.units,
                    "read": (features.build_seconds - sampled.seconds) / (sampled.units + sampled.skipped)}
@@ -203,7 +214,8 @@ def measure(name: str, folder: Path, device: str, steps: int, work: Path) -> dic
 def teacher_part(folder: Path, device: str, rounds: int) -> dict:
     """Side by side, in rounds of alternating order: the V->A script's one-epoch run on the small AVMNIST without
     (lam 0) and with the teacher (lam 0.3), each a process of its own; and the teacher's cache build against its
-    batched forward of the same images (each measured twice a round, the first a warm-up)."""
+    batched forward of the same images (each measured twice a round, the first a warm-up). Seconds of CPU time on
+    the CPU, of wall time on CUDA."""
     import AVMNIST_V2A
     import torch
     from utils.teacher_features import TeacherFeatureCache
@@ -226,7 +238,7 @@ def teacher_part(folder: Path, device: str, rounds: int) -> dict:
 
     works = {"lam 0": lambda: run("0"), "lam 0.3": lambda: run("0.3"), "forward": forward,
              "cache": lambda: TeacherFeatureCache(teacher, inputs, where, progress=False).prepare(keys)}
-    seconds, now = defaultdict(list), clock(where)
+    seconds, now = defaultdict(list), cpu_seconds if where.type == "cpu" else clock(where)
     with tempfile.TemporaryDirectory(prefix="scale_cost_") as runs:
         for k in range(rounds):
             for order in (("lam 0", "lam 0.3"), ("forward", "cache", "forward", "cache")):
@@ -244,12 +256,15 @@ def report(costs: dict[str, dict], teacher: dict | None) -> None:
     from teacher_cost import table  # (this folder's own benchmark)
 
     phases = ["imports", "data", "hash", "split", "cache", "first step"]
-    print(table(["experiment", "train/val/test", *phases, "to step 1", "peak RSS", "cache file", "read back", "epoch"],
+    print(table(["experiment", "train/val/test", *phases, "to step 1", "peak RSS", "peak GPU", "cache file",
+                 "read back", "epoch"],
                 [[name, "/".join(map(str, c["items"])), *(f"{c['phases'][p]:.1f}" for p in phases),
-                  f"{sum(c['phases'].values()):.0f}", f"{c['peak'] / 2**30:.2f} GiB", f"{c['file'] / 2**20:.0f} MiB",
-                  f"{c['load']:.2f}", f"{c['epoch'] / 60:.1f} min"] for name, c in costs.items()]))
-    print("seconds to the first training step by phase, and in all; peak resident memory; the cache's file and a\n"
-          "later run's reading it (s); an epoch (training, validation, precise BatchNorm) extrapolated from a slice")
+                  f"{sum(c['phases'].values()):.0f}", *(f"{c[p] / 2**30:.2f} GiB" if c[p] else "-" for p in (
+                      "peak", "peak GPU")), f"{c['file'] / 2**20:.0f} MiB", f"{c['load']:.2f}",
+                  f"{c['epoch'] / 60:.1f} min"] for name, c in costs.items()]))
+    print("seconds to the first training step by phase, and in all; peak memory (resident; CUDA: allocated); the\n"
+          "cache's file and a later run's reading it (s); an epoch (training, validation, precise BatchNorm)\n"
+          "extrapolated from a slice")
     for name, c in costs.items():
         if "units" in c:
             per, unit = ("hour of audio", 3600) if name.endswith(("A2V", "A2T")) else ("1,000 texts", 1000)
@@ -261,7 +276,8 @@ def report(costs: dict[str, dict], teacher: dict | None) -> None:
                            [[f"{SIZES['small'][0]:,} + {SIZES['small'][1]:,} items", *(f"{teacher[w]:.2f}" for w in (
                                "lam 0", "lam 0.3", "run ratio", "cache", "forward", "speed ratio"))]]))
         print(f"one epoch's run of the script, without and with the teacher; the cache build and the batched forward\n"
-              f"of {teacher['keys']:,} images, and the ratio of their speeds (medians; ratios: of each round's own)")
+              f"of {teacher['keys']:,} images, and the ratio of their speeds (CPU seconds on the CPU, wall seconds on\n"
+              "CUDA; medians over the rounds; ratios: the median of each round's own)")
 
 
 def main() -> int:
