@@ -287,9 +287,7 @@ class FrozenTeacher(nn.Module):
     source: ModelSource
     model: nn.Module
     preprocessing: str  # how an input becomes a feature, e.g. "16kHz,per-clip-zmuv,unpadded,mean-frames"
-    # Inputs the feature cache computes in one forward (utils.teacher_features): more than 1 only for a teacher
-    # whose feature of an input does not depend on its batch-mates.
-    cache_block: int
+    cache_block: int  # inputs the feature cache computes in one forward (utils.experiment.Teacher says which)
 
     @cached_property
     def identity(self) -> str:

@@ -15,8 +15,8 @@ import IEMOCAP_T2A
 from datasets.avmnist import ImageTeacherInputs, load_avmnist, wav_paths
 from datasets.collate import WaveformFiles
 from datasets.tools.synthetic import write_synthetic_avmnist
-from models.tiny import save_tiny_wav2vec2
 from models.resnet import ResNetTeacher
+from models.tiny import save_tiny_wav2vec2
 from models.wav2vec2 import Wav2Vec2Teacher
 from utils import teacher_features
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache

@@ -118,8 +118,8 @@ class TeacherFeatureCache:
                 with autocast(self.device, self.amp_dtype):
                     computed.append(self.teacher.encode(inputs).float().to(self.device))
                 bar.update(len(block))
-        blocks = np.concatenate(blocks)
-        self._add(blocks, gather_rows(torch.cat(computed)))
+        block_keys = np.concatenate(blocks)
+        self._add(block_keys, gather_rows(torch.cat(computed)))
         self.computed += count
         shares = gather_objects(count)
         seconds = time.perf_counter() - start
@@ -131,7 +131,7 @@ class TeacherFeatureCache:
         # One line per build, so that a user (and the tests) can tell a reuse from a recomputation.
         by = f" ({' + '.join(map(str, shares))} by {len(shares)} processes)" if len(shares) > 1 else ""
         if is_main():
-            print(f"teacher features: {len(blocks)} computed in {seconds:.1f} s{by}{saved}", file=sys.stderr)
+            print(f"teacher features: {len(block_keys)} computed in {seconds:.1f} s{by}{saved}", file=sys.stderr)
 
     def __call__(self, keys: np.ndarray) -> torch.Tensor:
         rows = self.row_of_key[keys]
