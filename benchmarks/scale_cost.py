@@ -287,7 +287,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=[*EXPERIMENTS, "teacher"], default=[*EXPERIMENTS, "teacher"])
     parser.add_argument("--fraction", type=float, default=1.0, help="of the real sizes (another --data folder)")
     parser.add_argument("--float_spectrograms", action="store_true", help="float32 ones (another --data folder)")
-    parser.add_argument("--steps", type=int, default=4, help="training steps (and validation batches) timed")
+    parser.add_argument("--steps", type=int, default=8, help="training steps (and validation batches) timed")
     parser.add_argument("--rounds", type=int, default=2, help="of the teacher part")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
