@@ -15,14 +15,9 @@ On synthetic data, with the students (and teachers, where there is one) of the r
 2. steps: `step_cost.measure_steps` for each student in fp32, --amp bf16 and --amp fp16, the ResNets also in
    channels_last (the switch `utils.processes.CHANNELS_LAST_ON_CUDA` waits for): eager and limit steps/s,
    loop/limit, and the trial's peak memory (`torch.cuda.max_memory_allocated`, reset before each measurement).
-3. full size: a synthetic AVMNIST of the real size (60,000 training-array items, of which the split trains on
-   54,000, and 10,000 test items); V->A and A->V each train one epoch as a trial of the README command does
-   (`utils.loop.train_trial`: the epoch, precise BatchNorm statistics, validation, the saves, then the test), at
-   --lam 0; the teacher-feature cache build is timed on a sample of the small data's inputs and projected to
-   70,000; with them, the README command's wall time (30 epochs x 3 trials, plus the cache build) is projected.
-4. torchrun: `torchrun --nproc_per_node 1` (NCCL on CUDA, gloo on the CPU) running IEMOCAP_A2T must exit 0 with the
+3. torchrun: `torchrun --nproc_per_node 1` (NCCL on CUDA, gloo on the CPU) running IEMOCAP_A2T must exit 0 with the
    test accuracy of the same run without torchrun.
-5. compiled: compiled against eager steps/s, side by side (`step_cost.measure_steps`), for the settings of
+4. compiled: compiled against eager steps/s, side by side (`step_cost.measure_steps`), for the settings of
    COMPILED in turn, each started only while the check is younger than COMPILE_UNTIL_S: how long inductor
    compiles on a fresh machine is not known beforehand, so this part comes last and takes what time is left.
 """
@@ -49,18 +44,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a file, the repository root is not on the path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see teacher_cost.py)
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from step_cost import Plan, batch_size, build_trial, measure_steps, mib, rounds_text, write_step_data  # noqa: E402
-from teacher_cost import SCRIPTS, timed  # noqa: E402  (this folder's own benchmarks)
+from teacher_cost import SCRIPTS  # noqa: E402  (this folder's own benchmarks)
 
-from utils.loop import METRICS_COLUMNS, Progress, run_epoch, train_trial  # noqa: E402
+from utils.loop import run_epoch  # noqa: E402
 from utils.precise_bn import recompute_batchnorm_statistics  # noqa: E402
-from utils.trial import Trial, Trials  # noqa: E402
+from utils.trial import Trial  # noqa: E402
 
 PLANS = {"cuda": Plan(steps=40, rounds=3), "cpu": Plan(steps=1, rounds=1, batch_size=2, max_audio_seconds=0.25)}
-FULL_SIZE = {"cuda": (60_000, 10_000), "cpu": (80, 20)}  # AVMNIST training-array and test items
-CACHE_SAMPLE = {"cuda": 200, "cpu": 2}  # teacher inputs whose features are timed, after a few to warm up
 AMPS = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}  # --amp: its name in the table
 # Compiled against eager, in this order while time is left: bf16 first (what a GPU run would most likely use),
 # the students expected to compile fastest first.
@@ -71,27 +63,6 @@ COMPILED = [(name, amp) for amp in ("bf16", "none", "fp16")
 COMPILE_UNTIL_S = 180
 TORCHRUN_OPTIONS = ["--subset", "16", "--epochs", "2", "--n_times", "1"]
 STARTED = time.perf_counter()
-
-
-def write_full_size_avmnist(out: Path, n_train: int, n_test: int) -> Path:
-    """AVMNIST's arrays at the given size, in the original layout without WAVs and raw images (the full-size
-    epochs run at --lam 0 on PCA images or spectrograms), each drawn in a few vectorised operations:
-    `datasets.tools.synthetic` draws every item in Python and writes a WAV for each, 11 s for 3,500 items on a
-    shared 2-core CPU (most of it the WAVs), about 4 minutes for 70,000."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = rng.permutation(np.arange(n) % 10)
-        images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
-        spectrograms = rng.integers(0, 70, (n, 112, 112), dtype=np.uint8)
-        for label in range(10):  # the label as datasets.tools.synthetic marks it: a bright block, a bright band
-            row, col = divmod(label, 4)
-            images[labels == label, 2 + 8 * row: 8 + 8 * row, 2 + 6 * col: 8 + 6 * col] = 230
-            spectrograms[labels == label, 4 + 11 * label: 11 + 11 * label, :] = 220
-        for folder, array in (("image_pca", images.reshape(n, 784).astype(np.float32)), ("spectrogram", spectrograms)):
-            (out / folder).mkdir(parents=True, exist_ok=True)
-            np.save(out / folder / f"{split}_data.npy", array)
-        np.save(out / f"{split}_labels.npy", labels.astype(np.int64))
-    return out
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
@@ -185,45 +156,6 @@ def compiled_part(script: ModuleType, argv: list[str], plan: Plan) -> dict:
             "compile_seconds_in_rounds": cost.compile_in_rounds, "peak_bytes": cost.peak_bytes["compiled"]}
 
 
-def cache_seconds_each(script: ModuleType, argv: list[str], sample: int) -> float:
-    """Seconds the teacher-feature cache takes per teacher input (`TeacherFeatureCache.prepare`, a random teacher
-    of the real architecture), over `sample` inputs after a few that warm it up."""
-    args = script.parse_args([*argv, "--teacher_path", "random"])
-    features = Trials(script.build_experiment(args), args).features
-    features.prepare(np.arange(2))
-    start = features.build_seconds
-    features.prepare(np.arange(2, 2 + sample))
-    return (features.build_seconds - start) / sample
-
-
-def full_size_epoch(script: ModuleType, argv: list[str], trial_dir: Path, cache_each: float, inputs: int) -> dict:
-    """One epoch of the first trial of the README command on the full-size data (at --lam 0), and the command's
-    projected wall time: the cache build for `inputs` teacher inputs at `cache_each` seconds each, plus n_times
-    trials of `epochs` such epochs and a test (the script's DEFAULTS are the README command's values)."""
-    trial = build_trial(script, [*argv, "--lam", "0"])
-    trial_dir.mkdir(parents=True)
-    done, lines = Progress(), []
-    seconds = timed(partial(train_trial, trial, 1, trial_dir, lines.append, False, done), trial.device)
-    test = timed(partial(run_epoch, trial, "test", "the test"), trial.device)
-    epoch = dict(zip(METRICS_COLUMNS, done.rows[0]))
-    train, validated = float(epoch["train_seconds"]), float(epoch["epoch_seconds"])
-    steps = len(trial.loaders["train"])
-    readme = script.DEFAULTS
-    projected = inputs * cache_each + readme["n_times"] * (readme["epochs"] * (seconds - test) + test)
-    return {"result": f"{len(trial.splits['train'].dataset):,} items, {steps} steps: {steps / train:6.1f} steps/s; "
-                      f"epoch {validated:.1f} s (train {train:.1f} s), with the saves {seconds - test:.1f} s, test "
-                      f"{test:.1f} s; cache {inputs * cache_each:.0f} s for {inputs:,} inputs; README command "
-                      f"{projected / 60:.1f} min",
-            "train_items": len(trial.splits["train"].dataset), "steps": steps, "train_seconds": train,
-            "epoch_seconds": validated, "epoch_with_saves_seconds": seconds - test, "test_seconds": test,
-            "cache_seconds_each": cache_each, "cache_inputs": inputs, "projected_seconds": projected}
-
-
-def full_size_part(script: ModuleType, small_argv: list[str], full_argv: list[str], trial_dir: Path, sample: int,
-                   inputs: int) -> dict:
-    return full_size_epoch(script, full_argv, trial_dir, cache_seconds_each(script, small_argv, sample), inputs)
-
-
 def test_accuracy(output_dir: Path) -> float:
     (results,) = output_dir.rglob("results.json")
     return json.loads(results.read_text())["trials"][0]["test"]["acc"]
@@ -281,9 +213,6 @@ def main() -> int:
         work = Path(tmp)
         print(f"[{time.perf_counter() - STARTED:4.0f} s] writing the data", file=sys.stderr, flush=True)
         data = write_step_data(work, plan)
-        start = time.perf_counter()
-        full_size = write_full_size_avmnist(work / "full_size", *FULL_SIZE[device])
-        written = time.perf_counter() - start
         common = ["--device", device, "--no_progress", "--output_dir", str(work / "runs")]
         argv = {name: [*data[name], *common] for name in SCRIPTS}
 
@@ -298,12 +227,6 @@ def main() -> int:
                 setting = f"{AMPS[amp]}{' channels_last' if channels_last else ''}"
                 rows.append(guarded("steps", script.TAG, setting,
                                     partial(steps_part, script, [*argv[name], "--amp", amp], plan, channels_last)))
-
-        for name in ("AVMNIST_V2A", "AVMNIST_A2V"):
-            script = SCRIPTS[name]
-            rows.append(guarded("full size", script.TAG, f"lam 0, data written in {written:.0f} s",
-                                partial(full_size_part, script, argv[name], ["--data_root", str(full_size), *common],
-                                        work / "full" / name, CACHE_SAMPLE[device], sum(FULL_SIZE[device]))))
 
         rows.append(guarded("torchrun", SCRIPTS["IEMOCAP_A2T"].TAG, "--nproc_per_node 1, fp32",
                             partial(torchrun_check, [*data["IEMOCAP_A2T"], *TORCHRUN_OPTIONS, "--device", device,

@@ -166,7 +166,7 @@ def report(costs: list[Cost], accuracies: list[tuple[float, float]]) -> None:
     print("seconds per training epoch (median over the rounds); b/a, c/b: median of each round's ratio\n")
     print(table(["experiment", "cache build s", "features", "cache MiB"],
                 [[c.tag, f"{c.cache_seconds:.2f}", c.cache_rows, f"{c.cache_bytes / 2**20:.2f}"] for c in costs]))
-    print("the cache's one-time build: each distinct teacher input of the trial once\n")
+    print("the cache's one-time build: each block of teacher inputs the trial needs, once\n")
     print(table(["experiment", "loader s", "loader/b"],
                 [[c.tag, f"{c.median('loader'):.4f}", f"{100 * c.ratio('loader', 'b'):.1f} %"] for c in costs]))
     print("the train loader read alone over an epoch, against b's training epoch\n")

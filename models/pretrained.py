@@ -287,6 +287,7 @@ class FrozenTeacher(nn.Module):
     source: ModelSource
     model: nn.Module
     preprocessing: str  # how an input becomes a feature, e.g. "16kHz,per-clip-zmuv,unpadded,mean-frames"
+    cache_block: int  # inputs the feature cache computes in one forward (utils.experiment.Teacher says which)
 
     @cached_property
     def identity(self) -> str:

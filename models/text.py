@@ -49,6 +49,9 @@ class TextTeacher(FrozenTeacher):
     """Frozen BERT / BERT-large / RoBERTa without pooler: a sentence → mean of last_hidden_state over real tokens."""
 
     preprocessing = f"max_length={MAX_LENGTH},mean-tokens"
+    # The attention mask keeps a sentence's feature off its batch-mates' padding. Blocks of 32, not more: a
+    # block is padded to its longest sentence.
+    cache_block = 32
 
     def __init__(self, language_model: str = "bert", path: str | None = None, seed: int | None = None) -> None:
         super().__init__()

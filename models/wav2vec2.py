@@ -82,6 +82,7 @@ class Wav2Vec2Teacher(FrozenTeacher):
     """
 
     preprocessing = "16kHz,per-clip-zmuv,unpadded,mean-frames"
+    cache_block = 1  # a clip's feature depends on the batch's padded length (see above)
 
     def __init__(self, size: str = "base", path: str | None = None, seed: int | None = None) -> None:
         super().__init__()

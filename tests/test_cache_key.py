@@ -32,9 +32,9 @@ def keep_date(path, change):
 
 
 def test_every_part_of_the_key_changes_it():
-    base = dict(teacher_identity="t", data_fingerprint="d", amp_dtype=None, device_type="cpu")
+    base = dict(teacher_identity="t", data_fingerprint="d", amp_dtype=None, device_type="cpu", block=1)
     changes = [{"teacher_identity": "t2"}, {"data_fingerprint": "d2"}, {"amp_dtype": torch.bfloat16},
-               {"amp_dtype": torch.float16}, {"device_type": "cuda"}]
+               {"amp_dtype": torch.float16}, {"device_type": "cuda"}, {"block": 256}]
     keys = {cache_key(**base)} | {cache_key(**{**base, **change}) for change in changes}
     assert len(keys) == 1 + len(changes)
 

@@ -63,6 +63,9 @@ class Teacher(Protocol):
 
     dim: int
     identity: str  # changes whenever the weights change: part of the disk-cache key
+    # How many inputs the feature cache computes in one forward (fixed blocks of keys): 1 for a teacher whose
+    # feature of an input depends on its batch-mates.
+    cache_block: int
 
     def encode(self, inputs: list[Any]) -> torch.Tensor: ...
 

@@ -47,10 +47,12 @@ class InLoopTeacher:
             return self.teacher.encode(inputs).float()
 
 
-def cache_key(teacher_identity: str, data_fingerprint: str, amp_dtype: torch.dtype | None, device_type: str) -> str:
+def cache_key(teacher_identity: str, data_fingerprint: str, amp_dtype: torch.dtype | None, device_type: str,
+              block: int) -> str:
     """The disk cache's key: everything that changes a feature. The teacher's weights and preprocessing, the
-    data (both by content), and the arithmetic: autocast's dtype and the kind of device."""
-    parts = [teacher_identity, data_fingerprint, f"amp={amp_dtype}", f"device={device_type}"]
+    data (both by content), and the arithmetic: autocast's dtype, the kind of device and the block of inputs
+    computed together."""
+    parts = [teacher_identity, data_fingerprint, f"amp={amp_dtype}", f"device={device_type}", f"block={block}"]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -58,10 +60,13 @@ class TeacherFeatureCache:
     """Each distinct teacher feature the run needs, computed once (inference mode), kept on the training device
     and served by key.
 
-    Every feature is computed from its input alone (a batch of one), so it depends on the data and the teacher
-    only, never on which other keys happened to be missing with it: a resumed run, or a run on a cache that
-    another run grew, gets the very features of a run that computed them all at once. Keys are looked up on
-    the host, so serving a batch reads nothing back from the device.
+    Features are computed in fixed blocks of keys: keys k with the same k // `teacher.cache_block` (the last
+    block cut at the number of inputs), a block always whole and in key order, so that a feature depends on the
+    data and the teacher only, never on which other keys happened to be missing with it: a resumed run, a run
+    on a cache that another run grew, or a run of another number of processes gets the very features of a run
+    that computed them all at once. A teacher whose feature of an input depends on its batch-mates (padding)
+    declares blocks of one. Keys are looked up on the host, so serving a batch reads nothing back from the
+    device.
 
     With `cache_dir` the features also live in one safetensors file per (teacher, data) pair, so later trials
     and runs reuse them; the file holds its key and a digest of its contents, and one that does not match or
@@ -75,12 +80,12 @@ class TeacherFeatureCache:
         self.progress = progress
         self.row_of_key = np.full(len(inputs), -1, dtype=np.int64)  # on the host: lookups need no device read
         self.features = torch.empty(0, teacher.dim, device=device)
-        self.computed = 0  # teacher forwards done by this process (tests check that a reuse does none)
+        self.computed = 0  # features computed by this process (tests check that a reuse computes none)
         self.loaded = 0
         self.build_seconds = 0.0
         self.path = self.key = None
         if cache_dir is not None:
-            self.key = cache_key(teacher.identity, inputs.fingerprint, amp_dtype, device.type)
+            self.key = cache_key(teacher.identity, inputs.fingerprint, amp_dtype, device.type, teacher.cache_block)
             self.path = Path(cache_dir) / f"teacher_features_{self.key[:24]}.safetensors"
             if self.path.exists() and not self.path.is_file():
                 raise InputError(f"--cache_dir {cache_dir}: {self.path} is not a file; expected this run's teacher "
@@ -97,24 +102,29 @@ class TeacherFeatureCache:
         return self.features.shape[0]
 
     def prepare(self, keys: np.ndarray) -> None:
-        """Make sure the features of `keys` are present; compute the missing ones (with several processes,
-        each computes its share and every process ends with all of them)."""
+        """Make sure the features of `keys` are present; compute each block that misses one, whole (with several
+        processes, each computes whole blocks of its share and every process ends with all of them)."""
         keys = np.unique(keys)
         missing = keys[self.row_of_key[keys] < 0]
         if not len(missing):
             return
         start = time.perf_counter()
-        mine = missing[share(len(missing))]
+        size = self.teacher.cache_block
+        blocks = [np.arange(first, min(first + size, len(self.inputs))) for first in np.unique(missing // size) * size]
+        mine = blocks[share(len(blocks))]
         computed = [torch.empty(0, self.teacher.dim, device=self.device)]
-        with torch.inference_mode():
-            for key in tqdm(mine.tolist(), desc="teacher features", disable=not self.progress or not is_main(),
-                            leave=False, file=sys.stderr):
-                inputs = [self.inputs[key]]  # read outside autocast: it would also cast resampling
+        count = sum(map(len, mine))
+        with torch.inference_mode(), tqdm(total=count, desc="teacher features", leave=False, file=sys.stderr,
+                                          disable=not self.progress or not is_main()) as bar:
+            for block in mine:
+                inputs = [self.inputs[key] for key in block.tolist()]  # outside autocast: it would cast resampling
                 with autocast(self.device, self.amp_dtype):
                     computed.append(self.teacher.encode(inputs).float().to(self.device))
-        self._add(missing, gather_rows(torch.cat(computed)))
-        self.computed += len(mine)
-        shares = gather_objects(len(mine))
+                bar.update(len(block))
+        block_keys = np.concatenate(blocks)
+        self._add(block_keys, gather_rows(torch.cat(computed)))
+        self.computed += count
+        shares = gather_objects(count)
         seconds = time.perf_counter() - start
         self.build_seconds += seconds
         saved = ""
@@ -124,7 +134,7 @@ class TeacherFeatureCache:
         # One line per build, so that a user (and the tests) can tell a reuse from a recomputation.
         by = f" ({' + '.join(map(str, shares))} by {len(shares)} processes)" if len(shares) > 1 else ""
         if is_main():
-            print(f"teacher features: {len(missing)} computed in {seconds:.1f} s{by}{saved}", file=sys.stderr)
+            print(f"teacher features: {len(block_keys)} computed in {seconds:.1f} s{by}{saved}", file=sys.stderr)
 
     def __call__(self, keys: np.ndarray) -> torch.Tensor:
         rows = self.row_of_key[keys]
