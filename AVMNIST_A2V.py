@@ -1,7 +1,7 @@
 """AVMNIST audio -> vision: a frozen wav2vec2 (teacher) helps an image ResNet-18 (student).
 
     python AVMNIST_A2V.py --data_root /your/own/avmnist_path        # the README command's values
-    python AVMNIST_A2V.py --demo                                    # built-in small data, under a minute on a CPU
+    python AVMNIST_A2V.py --demo                                    # built-in small data
 
 In training the teacher hears the spoken digit of another, uniformly drawn training item (the paper's
 unpaired setting); validation and test report the latent loss against the item's own recording.
@@ -22,10 +22,8 @@ from datasets.avmnist import (
     wav_paths,
 )
 from datasets.collate import WaveformFiles
-from datasets.tools.demo import build_demo_avmnist
 from models.pretrained import feature_dim
 from models.resnet import ImageResNetStudent
-from models.tiny import demo_tiny_wav2vec2
 from models.wav2vec2 import WAV2VEC2_MODELS, Wav2Vec2Teacher
 from utils.config import (
     FirstChoiceFallback,
@@ -57,6 +55,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def demo_settings(demo_dir: Path) -> dict[str, Any]:
     """--demo: real handwritten digits with digits spoken by espeak-ng, and a tiny random teacher."""
+    from datasets.tools.demo import build_demo_avmnist  # demo code, imported only under --demo
+    from models.tiny import demo_tiny_wav2vec2
+
     announce_demo(demo_dir, DEMO_NOTE)
     return {**DEMO, "data_root": str(build_demo_avmnist(demo_dir)), "teacher_path": demo_tiny_wav2vec2(demo_dir)}
 

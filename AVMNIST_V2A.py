@@ -1,7 +1,7 @@
 """AVMNIST vision -> audio: a frozen ImageNet ResNet (teacher) helps a spectrogram ResNet-18 (student).
 
     python AVMNIST_V2A.py --data_root /your/own/avmnist_path        # the README command's values
-    python AVMNIST_V2A.py --demo                                    # built-in small data, about 1.5 min on a CPU
+    python AVMNIST_V2A.py --demo                                    # built-in small data
 
 In training the teacher sees the digit image of another, uniformly drawn training item (the paper's
 unpaired setting); validation and test report the latent loss against the item's own image.
@@ -21,7 +21,6 @@ from datasets.avmnist import (
     collate_arrays,
     load_avmnist,
 )
-from datasets.tools.demo import build_demo_avmnist
 from models.pretrained import feature_dim
 from models.resnet import RESNETS, ResNetTeacher, SpectrogramResNetStudent
 from utils.config import (
@@ -56,6 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def demo_settings(demo_dir: Path) -> dict[str, Any]:
     """--demo: real handwritten digits with digits spoken by espeak-ng, built once under `demo_dir`."""
+    from datasets.tools.demo import build_demo_avmnist  # demo code, imported only under --demo
+
     announce_demo(demo_dir, DEMO_NOTE)
     return {**DEMO, "data_root": str(build_demo_avmnist(demo_dir))}
 

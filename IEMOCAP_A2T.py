@@ -16,10 +16,8 @@ from typing import Any, Sequence
 
 from datasets.collate import TokenizingCollate, WaveformFiles
 from datasets.iemocap import IemocapSplits, load_iemocap
-from datasets.tools.demo import demo_iemocap_options
 from models.pretrained import feature_dim, minilm_folder
 from models.text import BertTextStudent
-from models.tiny import demo_tiny_wav2vec2
 from models.wav2vec2 import WAV2VEC2_MODELS, Wav2Vec2Teacher
 from utils.config import (
     FirstChoiceFallback,
@@ -52,6 +50,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def demo_settings(demo_dir: Path) -> dict[str, Any]:
     """--demo: a mini IEMOCAP of sentences spoken by espeak-ng, a tiny teacher, the real MiniLM student."""
+    from datasets.tools.demo import demo_iemocap_options  # demo code, imported only under --demo
+    from models.tiny import demo_tiny_wav2vec2
+
     announce_demo(demo_dir, DEMO_NOTE)
     return {**DEMO, **demo_iemocap_options(demo_dir), "teacher_path": demo_tiny_wav2vec2(demo_dir),
             "student_path": minilm_folder()}

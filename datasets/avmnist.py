@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.experiment import Batch, InputError, Split
-from utils.teacher_features import fingerprint_of
+from utils.fingerprints import fingerprint_of
 
 NUM_CLASSES = 10
 TRAIN_SHARE = 0.9

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from datasets.audio import check_wav, read_waveform
 from utils.experiment import Batch, InputError
-from utils.teacher_features import fingerprint_of, hash_files
+from utils.fingerprints import fingerprint_of, hash_files
 
 
 def pad_waveforms(waveforms: list[np.ndarray], min_length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,10 +9,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum, get_model_weights, resnet18, resnet34
 
+from models.frozen_teacher import FrozenTeacher
 from models.heads import AvmnistHead
 from models.pretrained import (
     RANDOM,
-    FrozenTeacher,
     ModelSource,
     NamedModel,
     check_local_path,
@@ -23,7 +23,7 @@ from models.pretrained import (
     warn_random,
 )
 from utils.experiment import InputError
-from utils.teacher_features import hash_path
+from utils.fingerprints import hash_path
 
 _BUILDERS = {"resnet18": resnet18, "resnet34": resnet34}
 RESNETS = {
@@ -143,8 +143,9 @@ class ImageResNetStudent(nn.Module):
     AVMNIST head."""
 
     # ResNet-18 shrinks a 28×28 image 32-fold to a 1×1 map, and BatchNorm cannot train on one value per
-    # channel: training batches need two images (utils.trial reads this).
+    # channel: training batches need two images.
     min_batch = 2
+    skips_layers = False
 
     def __init__(self, dim: int, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()

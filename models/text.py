@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
 
+from models.frozen_teacher import FrozenTeacher
 from models.heads import masked_mean
 from models.pretrained import (
-    FrozenTeacher,
     NamedModel,
     load_hf_model,
     load_tokenizer,
@@ -80,6 +80,9 @@ class BertTextStudent(nn.Module):
 
     ``feature = LayerNorm(Linear(CLS, D))``, head ``Linear(D, C)``.
     """
+
+    min_batch = 1
+    skips_layers = False
 
     def __init__(self, dim: int, num_classes: int, path: str | None = None,
                  gradient_checkpointing: bool = False) -> None:

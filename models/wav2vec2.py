@@ -11,9 +11,9 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
+from models.frozen_teacher import FrozenTeacher
 from models.heads import IemocapAudioHead, masked_mean
 from models.pretrained import (
-    FrozenTeacher,
     NamedModel,
     load_hf_model,
     lookup,
@@ -127,6 +127,8 @@ class Wav2Vec2AudioStudent(nn.Module):
     drawn on the host from the collate's lengths and written as indices made there, padded frames are zeroed by
     selection, and each LayerDrop draw is made on the host, outside the compiled graph.
     """
+
+    min_batch = 1
 
     def __init__(self, dim: int, num_classes: int, path: str | None = None,
                  gradient_checkpointing: bool = False) -> None:

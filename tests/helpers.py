@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from utils.run_folder import write_json_atomically
-from utils.trial import Trial, Trials
+from utils.trial import Trial, TrialBuilder
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_as_user(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run one of the scripts in a fresh interpreter, as a user would, offline; return the finished process."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(cwd or REPO)}
     return subprocess.run([sys.executable, script, *args, "--no_progress"], capture_output=True, text=True, env=env,
@@ -101,10 +101,10 @@ def last_line(text: str) -> str:
 
 
 def build_trial(script: ModuleType, argv: list[str], trial_dir: Path, seed: int | None = None) -> Trial:
-    """A script's trial as its run builds it, without training: the same `Trials` that `run_experiment` uses, and
+    """A script's trial as its run builds it, without training: the same `TrialBuilder` that `run_experiment` uses, and
     the split.json it writes."""
     args = script.parse_args([*argv, "--no_progress"])
-    trials, seed = Trials(script.build_experiment(args), args), args.random_seed if seed is None else seed
+    trials, seed = TrialBuilder(script.build_experiment(args), args), args.random_seed if seed is None else seed
     record = trials.split_record(seed)
     trial_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(record, trial_dir / "split.json", indent=None)

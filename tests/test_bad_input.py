@@ -20,7 +20,7 @@ import torch
 
 from datasets.iemocap import index_iemocap
 from datasets.tools.synthetic import write_synthetic_avmnist
-from tests.helpers import last_line, run_in_process, run_script
+from tests.helpers import last_line, run_as_user, run_in_process
 
 V2A, A2V, T2A, A2T = "AVMNIST_V2A.py", "AVMNIST_A2V.py", "IEMOCAP_T2A.py", "IEMOCAP_A2T.py"
 BUDGET = ["--epochs", "1", "--n_times", "1", "--subset", "8", "--batch_size", "4"]
@@ -398,9 +398,9 @@ def test_bad_input_exits_2_with_one_line(case, request, tmp_path, monkeypatch, c
 def test_a_worker_error_ends_a_real_run_with_one_line(fresh_iemocap, tiny_models, tmp_path):
     # As a user starts it: only here does stderr hold everything, the DataLoader worker's included.
     every_wav(fresh_iemocap / "IEMOCAP", truncated_flac())
-    process = run_script(T2A, "--audio_dir", str(fresh_iemocap), "--lam", "0", "--student_path",
-                         tiny_models["wav2vec2"], "--num_workers", "1", "--epochs", "1", "--n_times", "1",
-                         "--warmup_epochs", "0", "--output_dir", str(tmp_path))
+    process = run_as_user(T2A, "--audio_dir", str(fresh_iemocap), "--lam", "0", "--student_path",
+                          tiny_models["wav2vec2"], "--num_workers", "1", "--epochs", "1", "--n_times", "1",
+                          "--warmup_epochs", "0", "--output_dir", str(tmp_path))
     assert process.returncode == 2, process.stderr[-3000:]
     assert last_line(process.stderr).startswith(f"{T2A}: error: cannot read WAV {fresh_iemocap}")
     assert "Traceback" not in process.stderr

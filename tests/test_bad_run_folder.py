@@ -308,8 +308,8 @@ CASES = [
     Case("best.pt of another shape", "--eval_only", edit_torch(BEST, first_weight_resized), "does not fit"),
     Case("best.pt not a state_dict", "--eval_only", edit_torch(BEST, lambda state: [1]), "does not fit"),
     # The finished trial's split, which --eval_only tests on.
-    Case("split.json missing", "--eval_only", remove("trial0/split.json"), "cannot read --split_file"),
-    Case("split.json not JSON", "--eval_only", text("trial0/split.json", b"{"), "cannot read --split_file"),
+    Case("split.json missing", "--eval_only", remove("trial0/split.json"), "cannot read the recorded split"),
+    Case("split.json not JSON", "--eval_only", text("trial0/split.json", b"{"), "cannot read the recorded split"),
     Case("split.json of unknown stems", "--eval_only",
          edit_json("trial0/split.json", lambda r: {**r, "test": [["nobody", 0]]}), "is not a [stem, label] pair"),
 ]

@@ -7,7 +7,7 @@ import pytest
 import AVMNIST_A2V
 import IEMOCAP_T2A
 from tests.helpers import build_trial, last_line
-from utils import processes
+from utils import distributed
 from utils.loop import run_epoch
 
 
@@ -25,9 +25,9 @@ def test_each_process_pads_its_share_of_a_batch_as_the_whole_batch(iemocap, tiny
     assert len(set(sizes)) > 1 or sizes[0] > 1
     shares = []
     for this_rank in (0, 1):
-        monkeypatch.setattr(processes, "world_size", lambda: 2)
-        monkeypatch.setattr(processes, "rank", lambda: this_rank)
-        count = sum(len(range(n)[processes.share(n)]) for n in sizes)
+        monkeypatch.setattr(distributed, "world_size", lambda: 2)
+        monkeypatch.setattr(distributed, "rank", lambda: this_rank)
+        count = sum(len(range(n)[distributed.share(n)]) for n in sizes)
         shares.append((count, run_epoch(trial, "test", "the test")))
     assert sum(count for count, _ in shares) == sum(sizes)
     combined = sum(count * result["cls_loss"] for count, result in shares) / sum(sizes)

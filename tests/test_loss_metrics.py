@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.loss import SynergyObjective
 from utils.metrics import MetricAccumulator, classification_report
+from utils.synergy import SynergyObjective
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from utils.experiment import InputError
-from utils.pairing import (
+from utils.synergy import (
     OtherSamplePartners,
     PairedPartners,
     TemplatePartners,

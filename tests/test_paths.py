@@ -327,7 +327,6 @@ def test_compile(name, runs, aot_eager, capsys):
     # that: the README's numbers). With inductor the IEMOCAP students draw dropout and noise from compiled code's own
     # random stream (the README).
     folder, _, err = runs.run(name, "compiled", "--compile", capsys=capsys)
-    assert err.count("compile: torch.compile compiled the training step of ") == 1
     assert "Traceback" not in err and "Warning" not in err and "failed" not in err
     assert aot_eager["aot_autograd"]["ok"] == aot_eager["aot_autograd"]["total"] > 0  # no graph fell back
     assert all(any(draw in reason for draw in HOST_DRAWS.get(name, ())) for reason in aot_eager["graph_break"])

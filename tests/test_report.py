@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from utils.report import main
+from utils.run_files import summarise
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,27 +28,34 @@ def metrics_row(epoch, acc=0.45, latent="0.9"):
 
 def write_run(root, name, lam, accs, n_times=None, script="IEMOCAP_A2T", experiment="IEMOCAP A->T",
               results=True, epochs=2, **options):
-    """A run folder like the scripts write: args.json, results.json, trialK/metrics.csv."""
+    """A run folder like the scripts write: args.json, results.json, trialK/metrics.csv. `results`: True for the
+    whole results.json, a dict of fields that replace its own, a string for the file's text, None for no file."""
     folder = root / script / name
     folder.mkdir(parents=True)
     seeds = sorted(accs)
-    args = {"lam": lam, "random_seed": seeds[0] if seeds else 1, "n_times": n_times or len(seeds), "epochs": epochs,
+    n_times = n_times or len(seeds)
+    args = {"lam": lam, "random_seed": seeds[0] if seeds else 1, "n_times": n_times, "epochs": epochs,
             "learning_rate": 5e-5, "batch_size": 4, "mj_model": "base", "output_dir": str(root / name),
             "script": script, "argv": [f"{script}.py"], "git_commit": "abc", **options}
     (folder / "args.json").write_text(json.dumps(args))
     trials = []
     for k, seed in enumerate(seeds):
         acc = accs[seed]
-        trials.append({"trial": k, "seed": seed, "best_epoch": 1 + k % epochs,
-                       "test": {"acc": acc, "uar": acc - 0.1, "macro_f1": acc - 0.2}})
+        test = {"acc": acc, "cls_loss": 1.5, "latent_loss": 0.9 if lam else None, "uar": max(acc - 0.1, 0),
+                "macro_f1": max(acc - 0.2, 0), "confusion": [[1, 0], [0, 1]]}
+        trials.append({"trial": k, "seed": seed, "best_epoch": 1 + k % epochs, "val": test, "test": test,
+                       "checkpoint": str(folder / f"trial{k}" / "best.pt")})
         latent = "0.9" if lam else ""  # empty without a teacher, as the scripts write it
         (folder / f"trial{k}").mkdir()
         (folder / f"trial{k}" / "metrics.csv").write_text(
             HEADER + "".join(metrics_row(epoch, acc, latent) for epoch in range(1, epochs + 1)))
-    if results is True:
-        results = {"experiment": experiment, "teacher": None, "trials": trials}
+    if results is not None and not isinstance(results, str):
+        record = {"experiment": experiment, "teacher": None, "trials": trials,
+                  "summary": summarise(trials) if trials else None, "complete": len(trials) == n_times,
+                  "environment": {"torch": "2.11.0", "transformers": "5.24.0", "device": "cpu"}}
+        results = json.dumps({**record, **(results if isinstance(results, dict) else {})})
     if results is not None:
-        (folder / "results.json").write_text(results if isinstance(results, str) else json.dumps(results))
+        (folder / "results.json").write_text(results)
     return folder
 
 
@@ -61,8 +69,7 @@ def sweep(tmp_path):
     write_run(runs, "d_lam03_seed2_again", 0.3, {2: 0.99})  # a rerun of seed 2: must not count twice
     write_run(runs, "e_lam07", 0.7, LAM_07)
     write_run(runs, "f_unfinished", 0.3, {4: 0.01}, n_times=3)
-    write_run(runs, "g_incomplete_flag", 0.3, {5: 0.01}, results={"experiment": "IEMOCAP A->T", "complete": False,
-                                                                  "trials": [{"seed": 5, "test": {"acc": 0.01}}]})
+    write_run(runs, "g_incomplete_flag", 0.3, {5: 0.01}, results={"complete": False})
     write_run(runs, "h_broken", 0.3, {6: 0.01}, results="{not json")
     write_run(runs, "i_no_results", 0.3, {7: 0.01}, results=None)
     return runs
@@ -132,9 +139,9 @@ def test_unfinished_and_broken_runs_are_listed_and_left_out(sweep, capsys, tmp_p
     report, out = report_json(capsys, tmp_path, sweep)
     reasons = {item["run"].rsplit("/", 1)[1]: item["reason"] for item in report["skipped"]}
     assert reasons["f_unfinished"] == "1 of 3 trials finished"
-    assert '"complete": false' in reasons["g_incomplete_flag"]
-    assert reasons["h_broken"].startswith("unreadable results.json")
-    assert reasons["i_no_results"] == "no results.json"
+    assert "'complete' is false with 1 of 1 trials" in reasons["g_incomplete_flag"]
+    assert reasons["h_broken"].startswith("cannot read") and "results.json (JSONDecodeError)" in reasons["h_broken"]
+    assert "results.json (FileNotFoundError)" in reasons["i_no_results"]
     assert all(seed < 4 for group in report["groups"] for seed in group["seeds"])
     assert "f_unfinished: 1 of 3 trials finished" in out.split("## Unfinished or broken runs")[1]
 
@@ -145,46 +152,55 @@ ROWS = HEADER + metrics_row(1) + metrics_row(2)
 # A damaged copy of a valid run: (file, key path, value) edits, () the whole file; what the reason must say.
 DAMAGED = {
     "args not an object": ([("args.json", (), "[1, 2]")], "args.json is [1, 2]; expected an object"),
-    "args nested deep": ([("args.json", (), '{"lam": 0.3, "argv": ' + DEEP + "}")], "unreadable args.json"),
+    "args nested deep": ([("args.json", (), '{"lam": 0.3, "argv": ' + DEEP + "}")], "args.json (RecursionError)"),
     "lam a string": ([("args.json", ("lam",), "abc")], "args.json lam is 'abc'; expected a number from 0 to 1"),
     "lam above 1": ([("args.json", ("lam",), 1.5)], "args.json lam is 1.5"),
-    "lam NaN": ([("args.json", ("lam",), math.nan)], "args.json lam is nan"),
+    "lam NaN": ([("args.json", ("lam",), math.nan)], "args.json (NaN is not strict JSON)"),
     "lam missing": ([("args.json", ("lam",), DELETE)], "args.json has no lam"),
     "n_times a string": ([("args.json", ("n_times",), "2")], "args.json n_times is '2'; expected an integer >= 1"),
     "n_times 0": ([("args.json", ("n_times",), 0)], "args.json n_times is 0"),
     "n_times a bool": ([("args.json", ("n_times",), True)], "args.json n_times is True"),
-    "n_times below the trials": ([("args.json", ("n_times",), 1)], "results.json has 2 trials; expected 1"),
+    "n_times below the trials": ([("args.json", ("n_times",), 1)], "'trials' is not a list of at most 1 trials"),
     "epochs a float": ([("args.json", ("epochs",), 2.0)], "args.json epochs is 2.0; expected an integer >= 1"),
     "random_seed a string": ([("args.json", ("random_seed",), "4")], "args.json random_seed is '4'"),
     "script a path": ([("args.json", ("script",), "../../x")], "args.json script is '../../x'"),
     "script a number": ([("args.json", ("script",), 7)], "args.json script is 7; expected a script name"),
     "option a list": ([("args.json", ("learning_rate",), [5e-5])], "args.json learning_rate is [5e-05]"),
     "option an object": ([("args.json", ("mj_model",), {"name": "base"})], "args.json mj_model is {'name': 'base'}"),
-    "option infinite": ([("args.json", ("learning_rate",), math.inf)], "args.json learning_rate is inf"),
+    "option infinite": ([("args.json", ("learning_rate",), math.inf)], "args.json (Infinity is not strict JSON)"),
     "option two lines": ([("args.json", ("mj_model",), "base\n| x |")], "args.json mj_model is 'base\\n| x |'"),
     "results not an object": ([("results.json", (), "[]")], "results.json is []; expected an object"),
-    "results nested deep": ([("results.json", (), DEEP)], "unreadable results.json"),
-    "results a huge integer": ([("results.json", (), "9" * 5000)], "unreadable results.json"),
-    "results not UTF-8": ([("results.json", (), b"\xff\xfe{")], "unreadable results.json"),
+    "results nested deep": ([("results.json", (), DEEP)], "results.json (RecursionError)"),
+    "results a huge integer": ([("results.json", (), "9" * 5000)], "results.json (ValueError)"),
+    "results not UTF-8": ([("results.json", (), b"\xff\xfe{")], "results.json (UnicodeDecodeError)"),
     "experiment a number": ([("results.json", ("experiment",), 3)], "results.json experiment is 3"),
-    "trials an object": ([("results.json", ("trials",), {})], "results.json trials is {}; expected a list"),
-    "summary a list": ([("results.json", ("summary",), [])], "results.json summary is []"),
-    "complete a string": ([("results.json", ("complete",), "yes")], "results.json complete is 'yes'"),
-    "trial not an object": ([("results.json", ("trials", 0), 5)], "results.json trials[0] is 5; expected an object"),
-    "trial a string": ([("results.json", ("trials", 0, "trial"), "0")], "results.json trials[0] trial is '0'"),
-    "trial out of place": ([("results.json", ("trials", 1, "trial"), 0)], "trials[1] trial is 0; expected 1"),
-    "seed a float": ([("results.json", ("trials", 0, "seed"), 4.0)], "results.json trials[0] seed is 4.0"),
-    "seed missing": ([("results.json", ("trials", 0, "seed"), DELETE)], "results.json trials[0] has no seed"),
-    "seed repeated": ([("results.json", ("trials", 1, "seed"), 4)], "results.json repeats a seed"),
-    "best_epoch 0": ([("results.json", ("trials", 0, "best_epoch"), 0)], "trials[0] best_epoch is 0"),
-    "best_epoch past epochs": ([("results.json", ("trials", 0, "best_epoch"), 3)], "expected at most 2"),
-    "best_epoch a string": ([("results.json", ("trials", 0, "best_epoch"), "1")], "trials[0] best_epoch is '1'"),
-    "test missing": ([("results.json", ("trials", 0, "test"), DELETE)], "results.json trials[0] test is None"),
-    "acc a string": ([("results.json", ("trials", 0, "test", "acc"), "0.9")], "trials[0] test acc is '0.9'"),
-    "acc in percent": ([("results.json", ("trials", 0, "test", "acc"), 90)], "trials[0] test acc is 90"),
-    "acc NaN": ([("results.json", ("trials", 0, "test", "acc"), math.nan)], "trials[0] test acc is nan"),
-    "uar null": ([("results.json", ("trials", 1, "test", "uar"), None)], "trials[1] test uar is None"),
-    "macro_f1 a bool": ([("results.json", ("trials", 0, "test", "macro_f1"), True)], "test macro_f1 is True"),
+    "trials an object": ([("results.json", ("trials",), {})], "'trials' is not a list of at most 2 trials"),
+    "summary a list": ([("results.json", ("summary",), [])], "'summary' is not an object (or null)"),
+    "complete a string": ([("results.json", ("complete",), "yes")], "'complete' not true or false"),
+    "trial not an object": ([("results.json", ("trials", 0), 5)], "trial 0 is not the record of trial 0 with seed 4"),
+    "trial a string": ([("results.json", ("trials", 0, "trial"), "0")],
+                       "trial 0 is not the record of trial 0 with seed 4"),
+    "trial out of place": ([("results.json", ("trials", 1, "trial"), 0)],
+                           "trial 1 is not the record of trial 1 with seed 5"),
+    "seed a float": ([("results.json", ("trials", 0, "seed"), 4.0)],
+                     "trial 0 is not the record of trial 0 with seed 4"),
+    "seed missing": ([("results.json", ("trials", 0, "seed"), DELETE)],
+                     "trial 0 is not the record of trial 0 with seed 4"),
+    "seed repeated": ([("results.json", ("trials", 1, "seed"), 4)], "trial 1 is not the record of trial 1 with seed 5"),
+    "best_epoch 0": ([("results.json", ("trials", 0, "best_epoch"), 0)], "trial 0 has no best epoch in 1..2"),
+    "best_epoch past epochs": ([("results.json", ("trials", 0, "best_epoch"), 3)], "trial 0 has no best epoch in 1..2"),
+    "best_epoch a string": ([("results.json", ("trials", 0, "best_epoch"), "1")], "trial 0 has no best epoch in 1..2"),
+    "test missing": ([("results.json", ("trials", 0, "test"), DELETE)],
+                     "trial 0's fields are best_epoch, checkpoint, seed, trial, val"),
+    "acc a string": ([("results.json", ("trials", 0, "test", "acc"), "0.9")],
+                     "trial 0's test metrics: acc is not a fraction in [0, 1]"),
+    "acc in percent": ([("results.json", ("trials", 0, "test", "acc"), 90)],
+                       "trial 0's test metrics: acc is not a fraction in [0, 1]"),
+    "acc NaN": ([("results.json", ("trials", 0, "test", "acc"), math.nan)], "results.json (NaN is not strict JSON)"),
+    "uar null": ([("results.json", ("trials", 1, "test", "uar"), None)],
+                 "trial 1's test metrics: uar is not a fraction in [0, 1]"),
+    "macro_f1 a bool": ([("results.json", ("trials", 0, "test", "macro_f1"), True)],
+                        "trial 0's test metrics: macro_f1 is not a fraction in [0, 1]"),
     "metrics.csv missing": ([("trial1/metrics.csv", (), DELETE)], "no trial1/metrics.csv"),
     "metrics.csv empty": ([("trial0/metrics.csv", (), "")], "trial0/metrics.csv does not start with the header"),
     "metrics.csv header": ([("trial0/metrics.csv", (), ROWS.replace("val_acc", "acc"))], "does not start with"),

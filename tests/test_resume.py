@@ -7,14 +7,14 @@ import json
 import pytest
 
 from tests.helpers import assert_same_outcome, dead_writer, last_line, run_in_process, the_run
-from utils import loop
-from utils.trial import Trials
+from utils import checkpoints
+from utils.trial import TrialBuilder
 
 
 def test_ctrl_c_between_trials_then_a_kill_between_a_state_and_its_best_pt_then_resume_loses_nothing(
         a2v_reference, tmp_path, monkeypatch, capsys):
     argv, reference = a2v_reference
-    original, built = Trials.build, []
+    original, built = TrialBuilder.build, []
 
     def build(self, seed, record):
         built.append(seed)
@@ -23,7 +23,7 @@ def test_ctrl_c_between_trials_then_a_kill_between_a_state_and_its_best_pt_then_
         return original(self, seed, record)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Trials, "build", build)
+        patch.setattr(TrialBuilder, "build", build)
         code, _, _ = run_in_process("AVMNIST_A2V.py", [*argv, "--output_dir", str(tmp_path)], capsys)
     folder = the_run(tmp_path)
     assert code == 130 and len(json.loads((folder / "results.json").read_text())["trials"]) == 1
@@ -31,7 +31,7 @@ def test_ctrl_c_between_trials_then_a_kill_between_a_state_and_its_best_pt_then_
     leftover.write_text("{ half-written")  # a write killed before its rename: never read, removed
     # The resume is killed too, after trial 2's first training state and before its best.pt. best.pt follows the
     # state, which holds the same student: the next resume writes best.pt from it.
-    save = loop.save_torch_atomically
+    save = checkpoints.save_torch_atomically
 
     def killed_before_best(state, path):
         if path.name == "best.pt":
@@ -39,7 +39,7 @@ def test_ctrl_c_between_trials_then_a_kill_between_a_state_and_its_best_pt_then_
         save(state, path)
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop, "save_torch_atomically", killed_before_best)
+        patch.setattr(checkpoints, "save_torch_atomically", killed_before_best)
         code, out, _ = run_in_process("AVMNIST_A2V.py", ["--resume", str(folder), "--num_workers", "1"], capsys)
     assert code == 130 and "Trial 1/2 (seed 42) finished before; kept" in out and not leftover.exists()
     assert (folder / "trial1" / "train_state.pt").is_file() and not (folder / "trial1" / "best.pt").exists()

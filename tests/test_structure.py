@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, results_of, run_folder, run_script
+from tests.helpers import REPO, results_of, run_as_user, run_folder
 
 # A fifth experiment unlike AVMNIST: a new data set (scikit-learn's digits) and an image student helped by a
 # frozen *text* teacher fed template sentences (the paper's vision-language recipe).
@@ -145,8 +145,8 @@ def test_a_fifth_experiment_is_one_script_and_one_data_module(tmp_path):
     (copy / "datasets" / "digits.py").write_text(TOY_DATA.lstrip())
     (copy / "DIGITS_T2V.py").write_text(TOY_SCRIPT.lstrip())
 
-    process = run_script("DIGITS_T2V.py", "--subset", "160", "--epochs", "2", "--output_dir", str(tmp_path / "runs"),
-                         cwd=copy)
+    process = run_as_user("DIGITS_T2V.py", "--subset", "160", "--epochs", "2", "--output_dir", str(tmp_path / "runs"),
+                          cwd=copy)
     results = results_of(process)
     assert process.stdout.splitlines()[-1].startswith("Overall test acc: ")
     assert process.stdout.splitlines()[-1].endswith(" DIGITS T->V")

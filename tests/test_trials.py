@@ -11,7 +11,7 @@ import AVMNIST_V2A
 from models.resnet import ImageResNetStudent
 from tests.helpers import build_trial, last_line, run_in_process
 from utils.experiment import InputError
-from utils.run import summarise
+from utils.run_files import summarise
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache
 
 

@@ -3,7 +3,7 @@ start once: `torchrun --nproc_per_node N tests/torchrun_commands.py PLAN.json`.
 
 PLAN.json is a list of commands, each {"script", "argv", "out"} and optionally
     "copy_after_epoch": [E, FOLDER]  the first process copies the run folder to FOLDER right after epoch E saved its
-                                     training state: what a kill during epoch E + 1 leaves on disk
+                                     checkpoints: what a kill during epoch E + 1 leaves on disk
     "kill_at_step": N                the first process kills itself (SIGKILL) at its N-th optimizer step; torchrun
                                      then stops the others, and no later command runs
     "fail_at_step": N                the last process raises a RuntimeError (as if from inside torch) in its N-th
@@ -48,14 +48,14 @@ def at_optimizer_step(n: int, action: Callable[[], None]) -> contextlib.Abstract
 
 def copied_after_epoch(epoch: int, folder: Path) -> contextlib.AbstractContextManager:
     """The run folder copied to `folder` by the first process right after epoch `epoch` saved its training state."""
-    original = utils.loop.save_training_state
+    original = utils.loop.save_epoch
 
-    def save(path, trial, progress):
-        original(path, trial, progress)
+    def save(trial_dir, trial, progress, improved):
+        original(trial_dir, trial, progress, improved)
         if RANK == 0 and progress.epoch == epoch:
-            shutil.copytree(path.parent.parent, folder)
+            shutil.copytree(trial_dir.parent, folder)
 
-    return _patched(utils.loop, "save_training_state", save)
+    return _patched(utils.loop, "save_epoch", save)
 
 
 @contextlib.contextmanager

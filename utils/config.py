@@ -1,4 +1,4 @@
-"""The command line: the options every script shares, their checks, and the options an earlier run recorded.
+"""The command line: the options every script shares and their checks.
 
 A script states its README defaults, its teacher choice, its data-path options and its `--demo`
 settings itself; `parse_script_args` then applies what every script shares (the demo defaults, the
@@ -7,30 +7,26 @@ and a `--split_file` it will read. The original code gave all four scripts one c
 command copied between scripts may carry the other family's original options: they are still accepted,
 hidden from `--help`, and ignored with a notice.
 
-`--resume RUN_DIR` and `--eval_only RUN_DIR` run with the options recorded in the run's args.json: they
-become the defaults; an option given again must keep its value, except those that cannot change a
-result, and `--epochs`, which may grow. So does `--run_name NAME` once its run has begun. Which run that is
-(and whether a named one has begun) is decided by the first process alone and given to the others: processes
-on several machines may see a shared filesystem at different moments.
+`--resume RUN_DIR`, `--eval_only RUN_DIR` and `--run_name NAME` once its run has begun run with the options recorded
+in the run's args.json (utils/recorded_options.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
+from utils.device import resolve_device
+from utils.distributed import from_main, is_main, launched_world_size
 from utils.experiment import InputError
-from utils.processes import from_main, is_main, launched_world_size, resolve_device
-from utils.run_folder import read_json
+from utils.recorded_options import check_recorded_options, check_recorded_processes, earlier_run, recorded_defaults
+from utils.run_files import read_split_file
 
 # The options of the original scripts (all four shared one parser).
 ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed", "--batch_size", "--epochs",
@@ -39,11 +35,7 @@ ORIGINAL_OPTIONS = ("--data_root", "--audio_dir", "--text_dir", "--random_seed",
 DEMO_DIR = Path.home() / ".cache" / "one-modality-demo"
 MAX_SEED = 2**32 - 1  # trial k seeds NumPy with random_seed + k
 MAX_AUDIO_SECONDS = 3600.0  # an hour: beyond any utterance (IEMOCAP's longest last about 35 s)
-SPLITS = ("train", "val", "test")
-# Options that cannot change a result: they may be given anew to --resume and --eval_only.
-FREE_ON_RESUME = frozenset({"num_workers", "no_progress", "tensorboard", "device", "gpu_ids", "output_dir", "cache_dir",
-                            "resume",
-                            "eval_only"})
+
 
 
 def str2bool(value: str) -> bool:
@@ -231,15 +223,6 @@ def announce_demo(demo_dir: Path, note: str) -> None:
     print(f"demo: data and models in {demo_dir}; {note}", file=sys.stderr)
 
 
-@dataclass(frozen=True)
-class EarlierRun:
-    """The run a command continues (`--resume`, `--run_name` of a run that has begun) or evaluates (`--eval_only`)."""
-
-    option: str  # as the command gave it, for messages: "--resume DIR", "--run_name NAME (DIR)", "--eval_only DIR"
-    folder: Path
-    recorded: dict[str, Any]  # its args.json, as the first process read it
-
-
 def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, required: str | None = None,
                       demo_settings: Callable[[Path], dict[str, Any]] | None = None) -> argparse.Namespace:
     """Parse a script's options and check them; errors exit 2 through argparse. Then check, before any data
@@ -300,25 +283,6 @@ def parse_script_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     return args
 
 
-def earlier_run(script: str, wanted: argparse.Namespace) -> EarlierRun | None:
-    """The run that `--resume`, `--eval_only` or `--run_name` (`wanted`) names, with its args.json; None for a new
-    run (a `--run_name` whose folder holds no args.json yet starts the run of that name)."""
-    if wanted.run_name:
-        folder = Path(wanted.output_dir) / script / wanted.run_name
-        if folder.exists() and not folder.is_dir():
-            raise InputError(f"--run_name {wanted.run_name}: {folder} is a file; expected the folder of the run of "
-                             "that name, or nothing there")
-        if not (folder / "args.json").exists():
-            return None
-        option = f"--run_name {wanted.run_name} ({folder})"
-    elif wanted.resume or wanted.eval_only:
-        folder = Path(wanted.resume or wanted.eval_only)
-        option = f"--resume {folder}" if wanted.resume else f"--eval_only {folder}"
-    else:
-        return None
-    return EarlierRun(option, folder, recorded_options(option, folder, script))
-
-
 _OTHER_FAMILY = "other_family_options"
 
 
@@ -349,7 +313,7 @@ def check_run_paths(args: argparse.Namespace) -> None:
     if args.cache_dir is not None:
         check_writable_folder(Path(args.cache_dir), "--cache_dir", args.cache_dir)
     if args.split_file is not None:
-        load_split_file(args.split_file)
+        read_split_file(args.split_file)
 
 
 def check_writable_folder(folder: Path, option: str, given: str) -> None:
@@ -362,149 +326,3 @@ def check_writable_folder(folder: Path, option: str, given: str) -> None:
         raise InputError(f"{option} {given}: {existing} is a file; expected a folder (or a path where one can be made)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{option} {given}: cannot write to {existing}; expected a folder this user can write to")
-
-
-def load_split_file(path: str) -> dict[str, list]:
-    """The train, val and test lists of an earlier trial's split.json; an item may appear once in each list.
-    Whether the items fit the data (and do not repeat across splits) is the data set's check."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8, or not JSON
-        raise InputError(f"cannot read --split_file {path}: {error}; "
-                         "expected the UTF-8 JSON split.json of an earlier trial") from None
-    if not isinstance(record, dict) or not all(isinstance(record.get(name), list) for name in SPLITS):
-        raise InputError(f"--split_file {path} must hold lists 'train', 'val' and 'test'")
-    for name in SPLITS:
-        # JSON text as the key: items may be lists ([stem, label] pairs), which cannot be counted as they are.
-        counts = Counter(json.dumps(item) for item in record[name])
-        repeated = [(item, count) for item, count in counts.items() if count > 1]
-        if repeated:
-            item, count = repeated[0]
-            raise InputError(f"--split_file {path}: {item} appears {count} times in {name!r} "
-                             f"({len(repeated)} repeated items); expected each item once")
-    return {name: record[name] for name in SPLITS}
-
-
-def recorded_options(option: str, run_dir: Path, script: str) -> dict[str, Any]:
-    """The options a run was started with, from its args.json (`option` names the flag that asked)."""
-    path = run_dir / "args.json"
-    recorded = read_json(path, f"{option} to be the folder of a run of this script (it holds args.json)")
-    if not isinstance(recorded, dict) or recorded.get("script") != script:
-        found = recorded.get("script") if isinstance(recorded, dict) else None
-        raise InputError(f"{option} is a run of {found}, not of {script}; expected a run folder of {script}.py")
-    return recorded
-
-
-def _strings(value: Any) -> bool:
-    return type(value) is list and all(type(item) is str for item in value)
-
-
-def _commit(value: Any) -> bool:
-    return value is None or type(value) is str
-
-
-def _processes(value: Any) -> bool:
-    return (isinstance(value, dict) and value.keys() == {"world_size", "backend", "batchnorm"}
-            and type(value["world_size"]) is int and value["world_size"] >= 1
-            and (value["backend"] is None or type(value["backend"]) is str) and type(value["batchnorm"]) is str)
-
-
-def _resumptions(value: Any) -> bool:
-    return type(value) is list and all(
-        isinstance(entry, dict) and {"argv", "at"} <= entry.keys() <= {"argv", "git_commit", "at"}
-        and _strings(entry["argv"]) and _commit(entry.get("git_commit")) and type(entry["at"]) is str
-        for entry in value)
-
-
-# The fields of args.json besides the options: what a run records there, and what each must be.
-RECORDS = {
-    "script": (lambda value: type(value) is str, "the script's name"),
-    "feature_dim": (lambda value: type(value) is int and value >= 1, "the teacher's feature size, an integer >= 1"),
-    "argv": (_strings, "the command line that started the run, a list of strings"),
-    "git_commit": (_commit, "a commit hash or null"),
-    "processes": (_processes, 'an object {"world_size": an integer >= 1, "backend": a name or null, "batchnorm": '
-                              'a description}'),
-    "resumed": (_resumptions, 'a list of {"argv": [...], "git_commit": ..., "at": "time"}, one for each resume'),
-}
-
-
-def recorded_defaults(parser: argparse.ArgumentParser, recorded: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The recorded options that become the defaults. Every field of args.json is checked first: each option as
-    its value on the command line would be (a recorded lam 5 is refused like --lam 5, a recorded "3" where an
-    integer belongs like --epochs three), also those that may change (which do not become defaults), each other
-    record as `RECORDS` says, and no field besides."""
-    actions = {action.dest: action for action in parser._actions
-               if action.option_strings and action.dest != "help" and not action.dest.startswith(_OTHER_FAMILY)}
-    defaults = {}
-    for name, value in recorded.items():
-        if name in actions:
-            checked = _recorded_value(actions[name], value, path)
-            if name not in FREE_ON_RESUME:
-                defaults[name] = checked
-        elif name in RECORDS:
-            valid, expected = RECORDS[name]
-            if not valid(value):
-                raise InputError(f"{path}: {name} is {_shown(value)}; expected {expected}")
-        else:
-            raise InputError(f"{path}: {name!r} is no option of {parser.prog} nor a record of its runs; expected "
-                             "the args.json a run of this script wrote")
-    return defaults
-
-
-def _shown(value: Any) -> str:
-    """A recorded value in a message: its JSON, cut short."""
-    text = json.dumps(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _recorded_value(action: argparse.Action, value: Any, path: Path) -> Any:
-    """`value` as recorded for `action`'s option, if it is one the option could have given; else InputError."""
-    flag = action.option_strings[0]
-
-    def refused(expected: str) -> InputError:
-        return InputError(f"{path}: {action.dest} is {_shown(value)}; expected {expected}, as {flag} takes")
-
-    if action.nargs == 0:  # a flag such as --deterministic
-        if type(value) is not bool:
-            raise refused("true or false")
-        return value
-    if value is None:
-        if action.default is not None:
-            raise refused(f"a value (its default is {action.default!r})")
-        return None
-    if type(value) not in (str, int, float, bool):
-        raise refused("a single value")
-    try:
-        parsed = action.type(str(value)) if action.type else str(value)
-    except (argparse.ArgumentTypeError, ValueError) as error:
-        raise refused(str(error).removeprefix("expected ").split(", got ")[0]) from None
-    known = getattr(action, "known", None) or action.choices  # FirstChoiceFallback's choices are `known`
-    if known is not None and parsed not in known:
-        raise refused(f"one of {', '.join(map(str, known))}")
-    if type(parsed) is float and type(value) is int:  # a JSON number without a fraction
-        value = float(value)
-    if type(parsed) is not type(value) or parsed != value:
-        raise refused(f"a {type(parsed).__name__} such as {json.dumps(parsed)}")
-    return parsed
-
-
-def check_recorded_processes(earlier: EarlierRun) -> None:
-    """A run continues with as many processes as it was started with (each process's random state is saved)."""
-    size = earlier.recorded.get("processes", {"world_size": 1})["world_size"]
-    if size != launched_world_size():
-        raise InputError(f"{earlier.option}: the run was started with {size} process(es) and continues with "
-                         f"{launched_world_size()}; expected as many (torchrun --nproc_per_node)")
-
-
-def check_recorded_options(args: argparse.Namespace, earlier: EarlierRun) -> None:
-    """Refuse (InputError) an option whose new value would change the run's results."""
-    for name, value in earlier.recorded.items():
-        if name in FREE_ON_RESUME or not hasattr(args, name) or getattr(args, name) == value:
-            continue
-        if name == "epochs" and args.epochs > value:
-            continue
-        expected = f"at least {value}" if name == "epochs" else f"{value!r}"
-        raise InputError(f"{earlier.option}: --{name} {getattr(args, name)!r} differs from the run's {value!r}; "
-                         f"expected {expected} (--epochs may grow while no trial has finished; --num_workers, "
-                         "--device, --no_progress, --tensorboard and --cache_dir may change)")

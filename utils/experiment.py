@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 if TYPE_CHECKING:  # annotations only: `python -m utils.report` imports the errors without torch
     import numpy as np
     import torch
-    from torch import nn
     from torch.utils.data import Dataset
 
 
@@ -89,10 +88,22 @@ class Schedule(Protocol):
     def build(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler: ...
 
 
+class StudentModel(Protocol):
+    """A student: an `nn.Module` whose forward(**batch.inputs) returns (logits B x C, feature B x D)."""
+
+    # The fewest samples a training batch may hold (a ResNet's BatchNorm over a 1x1 feature map needs 2).
+    min_batch: int
+    # Whether a training step may leave out whole layers (LayerDrop), and so their parameters: several processes
+    # then need DistributedDataParallel's search for unused parameters.
+    skips_layers: bool
+
+    def __call__(self, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 class Student(NamedTuple):
     """A freshly initialised student and the collate function that batches its inputs."""
 
-    model: nn.Module  # forward(**batch.inputs) -> (logits B x C, feature B x D)
+    model: StudentModel
     collate: Callable[[list], Batch]
 
 

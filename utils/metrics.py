@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
-from utils.processes import gather_rows, sum_across, world_size
+from utils.distributed import gather_rows, sum_across, world_size
 
 
 @dataclass

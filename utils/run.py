@@ -1,5 +1,5 @@
-"""A run: a script's entry and exit codes, `n_times` seeded trials in the run's folder with `results.json`
-after each, the summary line, and `--eval_only` (each finished trial's checkpoint tested again).
+"""A run: a script's entry and exit codes, and `n_times` seeded trials in the run's folder with `results.json`
+after each, and the summary line (`--eval_only`: utils/evaluate.py).
 
 With `--resume RUN_DIR` the run continues in its folder: finished trials are kept, an unfinished one
 continues after its last completed epoch (utils/loop.py). A command holds its run's folder from before it loads
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import sys
 import tempfile
@@ -18,39 +17,32 @@ import traceback
 from contextlib import ExitStack, contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from utils.config import device_name, load_split_file
+from utils.checkpoints import TrialProgress, load_checkpoint, load_training_state, restore_training_state
+from utils.config import device_name
+from utils.device import resolve_device
+from utils.distributed import ProcessGroup, from_main, is_main, launched, rank, world_size
+from utils.evaluate import evaluate_run
 from utils.experiment import Experiment, InputError, NonFiniteLossError
-from utils.loop import (
-    STATE_FILE,
-    Progress,
-    StageError,
-    evaluate_checkpoint,
-    load_checkpoint,
-    load_training_state,
-    restore_training_state,
-    train_trial,
-)
-from utils.processes import Processes, from_main, is_main, launched, rank, resolve_device, world_size
+from utils.loop import StageError, train_trial
+from utils.recorded_options import resumed_results
+from utils.run_files import BEST_FILE, STATE_FILE, overall_line, read_json, summarise
 from utils.run_folder import (
-    LOCK_FILE,
     RunLog,
-    check_kinds,
+    check_run_folder_kinds,
     git_commit,
     locked_run_folder,
     make_run_dir,
-    read_json,
     remove_made,
     remove_stale_temporaries,
     write_json_atomically,
 )
 from utils.tensorboard_log import TensorBoardLog
-from utils.trial import Trial, Trials
+from utils.trial import Trial, TrialBuilder
 
 
 def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
@@ -64,7 +56,7 @@ def run_script(script: str, parse_args: Callable[[Sequence[str] | None], argpars
     try:
         # Several processes under torchrun, joined before the options are read: the first one decides what
         # depends on the run's folder (utils.config.earlier_run).
-        with Processes(prog, joining_device(prog, argv)) as processes, ExitStack() as held:
+        with ProcessGroup(prog, joining_device(prog, argv)) as processes, ExitStack() as held:
             args = parse_args(argv)
             run_dir = None if args.eval_only else held.enter_context(claimed_run_folder(args))
             experiment = build_experiment(args)
@@ -95,7 +87,7 @@ def joining_device(prog: str, argv: Sequence[str] | None) -> torch.device:
     return resolve_device(device if torch.cuda.is_available() else "cpu", "0")
 
 
-def _failed(processes: Processes | None, prog: str, code: int, message: str, line: str) -> int:
+def _failed(processes: ProcessGroup | None, prog: str, code: int, message: str, line: str) -> int:
     """End with `code` after printing `<prog>: <line>` and telling the other processes (torchrun); a process of
     several leaves at once: shutting down its process group could wait for the others, which are stopping too."""
     if processes is not None:
@@ -148,12 +140,6 @@ def keep_traceback(error: Exception, folder: Path | None, prog: str) -> Path:
     return Path(path)
 
 
-# What a run folder holds besides its trials, and what each trial folder holds, by kind.
-RUN_FILES = ("args.json", "results.json", "log.txt", LOCK_FILE)
-TRIAL_FILES = ("split.json", "metrics.csv", "best.pt", STATE_FILE)
-TRIAL_FOLDERS = ("tensorboard",)
-
-
 @contextmanager
 def claimed_run_folder(args: argparse.Namespace) -> Iterator[Path]:
     """The run's folder, held by this command from before it loads anything until it ends (a second command is
@@ -187,9 +173,7 @@ def _check_claim(args: argparse.Namespace, folder: Path) -> None:
     if not args.resume and path.exists():
         raise InputError(f"--run_name {args.run_name}: another command started the run of that name while this one "
                          "started; expected one command at a time on a run folder (run it again to continue the run)")
-    check_kinds(folder, files=RUN_FILES, folders=[f"trial{k}" for k in range(args.n_times)])
-    for k in range(args.n_times):
-        check_kinds(folder / f"trial{k}", files=TRIAL_FILES, folders=TRIAL_FOLDERS)
+    check_run_folder_kinds(folder, args.n_times)
 
 
 def run_experiment(experiment: Experiment, args: argparse.Namespace, run_dir: Path | None = None) -> dict:
@@ -199,7 +183,7 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace, run_dir: Pa
     Everything that can refuse the command is checked before its first write: what a resume reads back, and the
     first trial to run is built (and restored) before the folder changes. What the folder holds is read by the
     first process and given to the others."""
-    trials = Trials(experiment, args)
+    trials = TrialBuilder(experiment, args)
     with ExitStack() as held:
         if run_dir is None:
             run_dir = held.enter_context(claimed_run_folder(args))
@@ -226,17 +210,17 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace, run_dir: Pa
                 if k < finished:
                     log(f"Trial {k + 1}/{args.n_times} (seed {seed}) finished before; kept")
                     continue
-                record, trial, done = pending if k == finished else _trial_to_train(trials, args, None, k)
+                record, trial, progress = pending if k == finished else _trial_to_train(trials, args, None, k)
                 trial_dir = run_dir / f"trial{k}"
                 if is_main():
                     trial_dir.mkdir(exist_ok=True)
                     remove_stale_temporaries(trial_dir)
                 write_json_atomically(record, trial_dir / "split.json", indent=None)
                 log(f"Trial {k + 1}/{args.n_times} (seed {seed})"
-                    + (f", resumed after epoch {done.epoch}" if done.epoch else ""))
+                    + (f", resumed after epoch {progress.epoch}" if progress.epoch else ""))
                 board = TensorBoardLog(trial_dir, trial.loaders["train"]) if args.tensorboard else None
                 try:
-                    summary = train_trial(trial, args.epochs, trial_dir, log, not args.no_progress, done, board)
+                    summary = train_trial(trial, args.epochs, trial_dir, log, not args.no_progress, progress, board)
                 except StageError as error:
                     error.folder = trial_dir  # where this process keeps its traceback
                     raise
@@ -253,7 +237,7 @@ def run_experiment(experiment: Experiment, args: argparse.Namespace, run_dir: Pa
                 again = "the same command" if args.run_name else f"--resume {run_dir}"
                 print(f"interrupted: continue with {again}", file=sys.stderr)
             raise
-    _log_summary(log, results["summary"], experiment.tag)
+    log(overall_line(results["summary"], experiment.tag))
     return results
 
 
@@ -262,20 +246,16 @@ def _finished_before(run_dir: Path, results: dict, experiment: Experiment) -> di
     if is_main():
         print(f"Run folder: {run_dir}")
         print("Every trial of the run finished before; nothing to train")
-    _log_summary(print if is_main() else _silent, results["summary"], experiment.tag)
+        print(overall_line(results["summary"], experiment.tag))
     return results
-
-
-def _silent(line: str) -> None:
-    """The log of every process but the first."""
 
 
 def teacher_name(experiment: Experiment) -> str:
     return experiment.teacher.source.name if experiment.teacher is not None else "none"
 
 
-def _trial_to_train(trials: Trials, args: argparse.Namespace, run_dir: Path | None,
-                   k: int) -> tuple[dict, Trial, Progress] | None:
+def _trial_to_train(trials: TrialBuilder, args: argparse.Namespace, run_dir: Path | None,
+                   k: int) -> tuple[dict, Trial, TrialProgress] | None:
     """Trial k's split record, the trial built, and its progress: restored from its training state in `run_dir`
     (a resume) when it has one, with its best checkpoint checked. None when k is past the last trial."""
     if k >= args.n_times:
@@ -285,70 +265,12 @@ def _trial_to_train(trials: Trials, args: argparse.Namespace, run_dir: Path | No
     trial = trials.build(seed, record)
     state_file = run_dir / f"trial{k}" / STATE_FILE if run_dir else None
     if state_file is None or not from_main(state_file.is_file() if is_main() else None):
-        return record, trial, Progress()
-    done = restore_training_state(load_training_state(state_file, args.epochs), trial, state_file)
-    if done.best_epoch < done.epoch:  # the best epoch so far must be there to be tested, unless a later one
-        # replaces it; a best epoch that is the last saved one is in the state itself (utils.loop.train_trial)
-        load_checkpoint(run_dir / f"trial{k}" / "best.pt", trial.student)
-    return record, trial, done
-
-
-def evaluate_run(experiment: Experiment, args: argparse.Namespace) -> dict:
-    """`--eval_only RUN_DIR`: test every finished trial's best.pt of the run on that trial's recorded test split,
-    with the run's options (args.json). The evaluation writes a folder of its own, `<output_dir>/<script>/
-    <time>_eval` (log.txt, eval.json, each trial's split.json), never touches the run's files, and leaves no
-    folder if it fails. On the CPU the numbers equal the run's own test numbers exactly."""
-    run_dir = Path(args.eval_only)
-    if is_main():
-        check_kinds(run_dir, files=RUN_FILES, folders=[f"trial{k}" for k in range(args.n_times)])
-        for k in range(args.n_times):
-            check_kinds(run_dir / f"trial{k}", files=TRIAL_FILES, folders=TRIAL_FOLDERS)
-    results = from_main(resumed_results(run_dir, experiment, args) if is_main() else None)
-    finished = results["trials"] if results else []
-    if not finished:
-        raise InputError(f"--eval_only {run_dir}: no trial of the run has finished; expected at least one best.pt")
-    trials = Trials(experiment, args)
-    out_dir, made = from_main(make_run_dir(args.output_dir, args.script, "eval") if is_main() else (None, []))
-    try:
-        results = _evaluate_trials(experiment, args, trials, finished, run_dir, out_dir)
-    except BaseException:
-        if is_main():
-            remove_made(made)
-        raise
-    return results
-
-
-def _evaluate_trials(experiment: Experiment, args: argparse.Namespace, trials: Trials, finished: list[dict],
-                     run_dir: Path, out_dir: Path) -> dict:
-    log = RunLog(out_dir / "log.txt")
-    log(f"Run folder: {out_dir}")
-    log(f"Evaluating the checkpoints of {run_dir}")
-    results = {"experiment": experiment.tag, "evaluated_run": str(run_dir), "trials": [], "summary": None}
-    for record in finished:
-        k, seed = record["trial"], record["seed"]
-        source, trial_dir = run_dir / f"trial{k}", out_dir / f"trial{k}"
-        split = trials.split_record(seed, load_split_file(str(source / "split.json")))
-        trial = trials.build(seed, split, testing_only=True)
-        if is_main():
-            trial_dir.mkdir()
-        write_json_atomically(split, trial_dir / "split.json", indent=None)
-        log(f"Trial {k + 1}/{len(finished)} (seed {seed}): {source / 'best.pt'}")
-        test = evaluate_checkpoint(trial, source / "best.pt", log, progress=not args.no_progress)
-        results["trials"].append({"trial": k, "seed": seed, "test": test, "checkpoint": str(source / "best.pt")})
-    results["summary"] = summarise(results["trials"])
-    write_json_atomically(results, out_dir / "eval.json")
-    _log_summary(log, results["summary"], experiment.tag)
-    return results
-
-
-def summarise(trials: list[dict]) -> dict:
-    """Mean and population standard deviation (ddof 0) of the trials' test accuracies."""
-    accs = np.array([trial["test"]["acc"] for trial in trials])
-    return {"test_acc_mean": float(accs.mean()), "test_acc_std": float(accs.std()), "n": len(accs)}
-
-
-def _log_summary(log: Callable[[str], None], summary: dict, tag: str) -> None:
-    log(f"Overall test acc: {100 * summary['test_acc_mean']:.2f} ± {100 * summary['test_acc_std']:.2f} {tag}")
+        return record, trial, TrialProgress()
+    progress = restore_training_state(load_training_state(state_file, args.epochs), trial, state_file)
+    if progress.best_epoch < progress.epoch:  # the best epoch so far must be there to be tested, unless a later one
+        # replaces it; a best epoch that is the last saved one is in the state itself (utils.checkpoints.restore_best)
+        load_checkpoint(run_dir / f"trial{k}" / BEST_FILE, trial.student)
+    return record, trial, progress
 
 
 def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path) -> None:
@@ -365,87 +287,3 @@ def _write_args(experiment: Experiment, args: argparse.Namespace, run_dir: Path)
     options = {name: value for name, value in vars(args).items() if name != "earlier"}
     write_json_atomically({**options, "feature_dim": experiment.feature_dim, "argv": sys.argv,
                            "git_commit": git_commit(), "processes": processes}, run_dir / "args.json")
-
-
-def resumed_results(run_dir: Path, experiment: Experiment, args: argparse.Namespace) -> dict | None:
-    """The results.json of a run being resumed or evaluated, checked as it was written (None if the run was
-    stopped before it wrote one). A resume may grow --epochs only while no trial has finished: every trial of a
-    run trains the same number of epochs."""
-    path = run_dir / "results.json"
-    if not path.exists():
-        return None
-    results = read_json(path, "the results.json this run wrote")
-    problem = results_problem(results, experiment, args)
-    if problem:
-        raise InputError(f"{path}: {problem}; expected the results.json this run wrote")
-    recorded = args.earlier.recorded.get("epochs", args.epochs)
-    if args.resume and results["trials"] and args.epochs != recorded:
-        done = ", ".join(str(trial["trial"] + 1) for trial in results["trials"])
-        raise InputError(f"{args.earlier.option}: --epochs {args.epochs}, but trial(s) {done} finished with {recorded} "
-                         f"epochs; expected --epochs {recorded} (every trial of a run trains as many epochs)")
-    return results
-
-
-RESULTS_FIELDS = {"experiment", "teacher", "trials", "summary", "complete", "environment"}
-TRIAL_FIELDS = {"trial", "seed", "best_epoch", "val", "test", "checkpoint"}
-
-
-def results_problem(results: Any, experiment: Experiment, args: argparse.Namespace) -> str | None:
-    """What is wrong with a read-back results.json, or None: every field is as the run writes it."""
-    if not isinstance(results, dict) or results.get("experiment") != experiment.tag:
-        return f"no experiment {experiment.tag!r}"
-    if results.keys() != RESULTS_FIELDS:
-        return f"its fields are {', '.join(sorted(results))}; expected {', '.join(sorted(RESULTS_FIELDS))}"
-    if not isinstance(results["teacher"], (dict, type(None))) or not isinstance(results["environment"], dict):
-        return "'teacher' is not an object (or null) or 'environment' not an object"
-    trials = results["trials"]
-    if not isinstance(trials, list) or len(trials) > args.n_times:
-        return f"'trials' is not a list of at most {args.n_times} trials"
-    if not isinstance(results["summary"], (dict, type(None))) or type(results["complete"]) is not bool:
-        return "'summary' is not an object (or null) or 'complete' not true or false"
-    for k, trial in enumerate(trials):
-        if not isinstance(trial, dict) or trial.get("trial") != k or trial.get("seed") != args.random_seed + k:
-            return f"trial {k} is not the record of trial {k} with seed {args.random_seed + k}"
-        if trial.keys() != TRIAL_FIELDS:
-            return f"trial {k}'s fields are {', '.join(sorted(trial))}; expected {', '.join(sorted(TRIAL_FIELDS))}"
-        best = trial["best_epoch"]
-        if type(best) is not int or not 1 <= best <= args.epochs or not isinstance(trial["checkpoint"], str):
-            return f"trial {k} has no best epoch in 1..{args.epochs} or no checkpoint"
-        for split in ("val", "test"):
-            problem = metrics_problem(trial[split], experiment)
-            if problem:
-                return f"trial {k}'s {split} metrics: {problem}"
-    if results["summary"] != (summarise(trials) if trials else None):
-        return f"'summary' is not the summary of its {len(trials)} trial(s) (null for none)"
-    if results["complete"] != (len(trials) == args.n_times):
-        return f"'complete' is {str(results['complete']).lower()} with {len(trials)} of {args.n_times} trials"
-    return None
-
-
-def metrics_problem(metrics: Any, experiment: Experiment) -> str | None:
-    """What is wrong with one split's metrics as results.json holds them, or None."""
-    fractions = ("acc", "uar", "macro_f1") if experiment.detailed_metrics else ("acc",)
-    fields = {*fractions, "cls_loss", "latent_loss", *(("confusion",) if experiment.detailed_metrics else ())}
-    if not isinstance(metrics, dict):
-        return "not an object"
-    if metrics.keys() != fields:
-        return f"its fields are {', '.join(sorted(metrics))}; expected {', '.join(sorted(fields))}"
-    for name in fractions:
-        if not _number(metrics[name]) or not 0 <= metrics[name] <= 1:
-            return f"{name} is not a fraction in [0, 1]"
-    if not _number(metrics["cls_loss"]) or not (metrics["latent_loss"] is None or _number(metrics["latent_loss"])):
-        return "cls_loss or latent_loss is not a finite number"
-    classes = experiment.num_classes
-    if "confusion" in fields and not _table_of_counts(metrics["confusion"], classes):
-        return f"confusion is not a {classes} x {classes} table of counts"
-    return None
-
-
-def _number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
-def _table_of_counts(value: Any, size: int) -> bool:
-    """A `size` x `size` list of lists of counts."""
-    return type(value) is list and len(value) == size and all(
-        type(row) is list and len(row) == size and all(type(n) is int and n >= 0 for n in row) for row in value)

@@ -1,6 +1,6 @@
-"""A run's folder and its files: a new folder for every run, its one writer (a lock), its log, the code's git
-commit, files read back as a stranger's input, and files written so that a reader sees the old file or the
-new one, never a half-written one.
+"""A run's folder: a new folder for every run, its one writer (a lock), its log, the code's git commit, the kinds of
+its entries, and files written so that a reader sees the old file or the new one, never a half-written one (the
+files' formats: utils/run_files.py).
 
 A write goes to `<name>.tmp.<host>.<pid>` and is renamed over the target. A writer killed in between leaves its
 temporary file behind: it is never read, and `remove_stale_temporaries` deletes those of dead processes of this
@@ -26,11 +26,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from utils.distributed import is_main
 from utils.experiment import InputError
-from utils.processes import is_main
+from utils.run_files import LOCK_FILE, RUN_FILES, TRIAL_FILES, TRIAL_FOLDERS
 
 TEMPORARY = ".tmp."
-LOCK_FILE = "lock"  # the one writer's lock; while held it names the holder's host and process id
 
 
 def make_run_dir(output_dir: str, script: str, label: str, name: str | None = None) -> tuple[Path, list[Path]]:
@@ -76,6 +76,14 @@ def check_kinds(folder: Path, files: Sequence[str], folders: Sequence[str]) -> N
             path = folder / name
             if path.exists() and not is_kind(path):
                 raise InputError(f"{path} is not a {kind}; expected a {kind} there (or nothing)")
+
+
+def check_run_folder_kinds(folder: Path, n_times: int) -> None:
+    """Every entry a run reads or writes in its folder, and in each of its `n_times` trial folders, is a file or a
+    folder as the run makes it, or absent (InputError)."""
+    check_kinds(folder, files=RUN_FILES, folders=[f"trial{k}" for k in range(n_times)])
+    for k in range(n_times):
+        check_kinds(folder / f"trial{k}", files=TRIAL_FILES, folders=TRIAL_FOLDERS)
 
 
 def git_commit() -> str | None:
@@ -154,25 +162,6 @@ def _lock_holder(path: Path) -> str:
     except (OSError, ValueError):  # taken a moment ago, and not yet named
         return "another process"
     return f"process {pid} on {host}"
-
-
-def read_json(path: Path, expected: str) -> Any:
-    """The parsed JSON file; InputError naming it and `expected` if it is missing, not UTF-8, not strict JSON
-    (NaN and infinities are not: the run never writes them), or nested deeper than the parser recurses."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
-    except _NotStrictJson as error:
-        raise InputError(f"cannot read {path} ({error} is not strict JSON); expected {expected}") from None
-    except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8, or not JSON
-        raise InputError(f"cannot read {path} ({type(error).__name__}); expected {expected}") from None
-
-
-class _NotStrictJson(ValueError):
-    """NaN, Infinity or -Infinity in a JSON file."""
-
-
-def _not_json(constant: str) -> Any:
-    raise _NotStrictJson(constant)
 
 
 def temporary_path(path: Path) -> Path:

@@ -1,5 +1,4 @@
-"""Where the training loop gets teacher features: a cache computed once, or the teacher run in the loop;
-and the fingerprints (content hashes of data and weights) that key the cache on disk.
+"""Where the training loop gets teacher features: a cache computed once, or the teacher run in the loop.
 
 The teacher is frozen, so its output for a given input never changes: computing it again at every
 step (as the original did, with autograd on) is pure waste. Both sources answer the same question,
@@ -15,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,8 +22,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from utils.device import autocast
+from utils.distributed import gather_objects, gather_rows, is_main, share
 from utils.experiment import InputError, Teacher, TeacherInputs
-from utils.processes import autocast, gather_objects, gather_rows, is_main, share
 from utils.run_folder import remove_stale_temporaries, temporary_path
 
 TeacherSource = Callable[[np.ndarray], torch.Tensor]  # features (B x D) of B teacher-input keys (on the host)
@@ -204,35 +204,3 @@ def contents_digest(keys: torch.Tensor, features: torch.Tensor) -> str:
     digest = hashlib.sha256(keys.numpy().tobytes())
     digest.update(features.numpy().tobytes())
     return digest.hexdigest()
-
-
-def fingerprint_of(parts: Sequence[Any]) -> str:
-    """A short hash of whatever identifies a data set (array bytes, strings, numbers)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(repr(part).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:24]
-
-
-def hash_path(path: Path) -> str:
-    """sha256 of a file's bytes, or of a folder's files (each relative name and its bytes, in sorted order):
-    the content, not names, sizes or dates, which a copy such as `cp -p` or `rsync -a` keeps."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()[:24]
-
-
-def hash_files(paths: Sequence[Path]) -> str:
-    """A short hash of the bytes of `paths`, in order."""
-    return fingerprint_of([hash_path(path) for path in paths])

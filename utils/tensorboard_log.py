@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from utils.processes import is_main
+from utils.distributed import is_main
 
 SMOOTHING_STEPS = 10  # training steps per point of the smoothed training loss
 SPLIT_METRICS = ("cls_loss", "latent_loss", "acc", "uar", "macro_f1")

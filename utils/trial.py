@@ -1,7 +1,7 @@
 """Assembling a trial: its split, student, partners, objective, loaders, optimizer and schedule, each random part
 from its own seeded stream.
 
-`Trials` is the one way to build a trial: the run uses it, and so do the tests and the benchmarks.
+`TrialBuilder` is the one way to build a trial: the run uses it, and so do the tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler, Subset
 
-from utils.config import SPLITS, load_split_file
+from utils.device import AMP_DTYPES, resolve_device
+from utils.distributed import world_size
 from utils.experiment import Experiment, InputError, Split
-from utils.loss import SynergyObjective
 from utils.optim import build_optimizer
-from utils.pairing import Partners, training_partners
 from utils.precise_bn import has_batchnorm
-from utils.processes import AMP_DTYPES, in_memory_format, resolve_device, synchronise_batchnorm, world_size
+from utils.run_files import SPLITS, read_split_file
 from utils.seed import (
     ShuffledEpochs,
     batch_order_generator,
@@ -32,15 +31,17 @@ from utils.seed import (
     set_seed,
     split_rng,
 )
+from utils.sync_batchnorm import synchronise_batchnorm
+from utils.synergy import Partners, SynergyObjective, training_partners
 from utils.teacher_features import InLoopTeacher, TeacherFeatureCache, TeacherSource
 
 
 @dataclass
 class Trial:
-    """Everything one trial trains and evaluates with; built by `Trials.build`, run by `utils.loop`."""
+    """Everything one trial trains and evaluates with; built by `TrialBuilder.build`, run by `utils.loop`."""
 
     student: nn.Module
-    trained: nn.Module  # what the training steps call: the student, in DDP with several processes, compiled
+    step_model: nn.Module  # what a training step calls: the student, in DDP with several processes, compiled
     splits: dict[str, Split]
     loaders: dict[str, DataLoader]  # train, val, test, and precise_bn for a student with BatchNorm
     partners: Partners  # each training sample's teacher-input key: `.draw(positions)`
@@ -55,7 +56,7 @@ class Trial:
     experiment: Experiment  # its classes and which metrics it reports
 
 
-class Trials:
+class TrialBuilder:
     """What every trial of a run shares (the device, the teacher features) and how one trial is built."""
 
     def __init__(self, experiment: Experiment, args: argparse.Namespace) -> None:
@@ -70,7 +71,7 @@ class Trials:
         args = self.args
         record = given
         if record is None and args.split_file:
-            record = load_split_file(args.split_file)
+            record = read_split_file(args.split_file)
         elif record is None:
             record = self.experiment.splits.draw(split_rng(seed))
         if args.subset:
@@ -90,10 +91,10 @@ class Trials:
                                  "processes; expected at least one item for each")
         set_seed(seed, args.deterministic)  # right before the student: its init does not depend on lam
         student, collate = experiment.build_student(args, experiment.feature_dim)
-        student = in_memory_format(synchronise_batchnorm(student.to(self.device), self.device), self.device)
+        student = synchronise_batchnorm(student.to(self.device), self.device)
         # A student may need more than one sample per training batch (BatchNorm over a 1x1 feature map); the
         # smallest training batch is the whole split when that is no larger than a batch.
-        min_batch = getattr(student, "min_batch", 1)
+        min_batch = student.min_batch
         smallest = min(args.batch_size, len(splits["train"].dataset))
         if smallest < min_batch:
             raise InputError(f"training batches of {smallest} sample(s) (--batch_size {args.batch_size}, "
@@ -123,17 +124,17 @@ class Trials:
             # Batches as in training: the last incomplete one is dropped.
             loaders["precise_bn"] = self._loader(sample, collate, drop_last=len(sample) > args.batch_size)
         optimizer = build_optimizer(args.optim, student.parameters(), args.learning_rate)
-        trained = student
+        step_model = student
         if world_size() > 1:  # averages the gradients of the processes' shares
             # A student that can skip layers (LayerDrop) says so: DDP then looks for the parameters a step left
             # out (on every process: their gradients stay None, as in one process).
-            trained = DistributedDataParallel(student, device_ids=[self.device] if self.device.type == "cuda" else None,
-                                              broadcast_buffers=False,
-                                              find_unused_parameters=getattr(student, "skips_layers", False))
+            step_model = DistributedDataParallel(student, broadcast_buffers=False,
+                                                 device_ids=[self.device] if self.device.type == "cuda" else None,
+                                                 find_unused_parameters=student.skips_layers)
         if args.compile:  # the training step only: evaluation runs once an epoch, eagerly
-            trained = torch.compile(trained)
+            step_model = torch.compile(step_model)
         scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
-        return Trial(student=student, trained=trained, splits=splits, loaders=loaders, partners=partners,
+        return Trial(student=student, step_model=step_model, splits=splits, loaders=loaders, partners=partners,
                      teacher_features=self.features, objective=SynergyObjective(args.lam), optimizer=optimizer,
                      scheduler=experiment.schedule.build(optimizer), scaler=scaler, batch_order=batch_order,
                      device=self.device, amp_dtype=self.amp_dtype, experiment=experiment)

@@ -70,11 +70,10 @@ def cycle_pools(labels: np.ndarray, pools: Mapping[int, Sequence[int]]) -> np.nd
 def pca_reconstruct(train: np.ndarray, test: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Project images on the first k principal components of `train` and back: float32 (N, 784), 0..255.
 
-    Eigen-decomposition of the 784×784 covariance: a few seconds for 60,000 images, deterministic,
+    Eigen-decomposition of the 784×784 covariance: deterministic,
     and the reconstruction does not depend on the eigenvectors' signs.
     """
-    # One BLAS thread: measured on 2 busy cores, multi-threaded OpenBLAS spin-waits and took 2-40×
-    # longer (6.7 s instead of 0.17 s for 1,400 images; 9 s instead of 5.7 s for 60,000).
+    # One BLAS thread: on busy cores multi-threaded OpenBLAS spin-waits, several times slower.
     with threadpool_limits(limits=1, user_api="blas"):
         flat_train = train.reshape(len(train), -1).astype(np.float64)
         mean = flat_train.mean(axis=0)

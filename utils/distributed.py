@@ -1,8 +1,7 @@
-"""Where a run computes: the device and precision of each process, and several processes as one run
-(`torchrun --nproc_per_node N SCRIPT.py ...`): who does what, and how they agree.
+"""Several processes as one run (`torchrun --nproc_per_node N SCRIPT.py ...`): who does what, and how they agree.
 
-Without torchrun every process function here describes a single process and does nothing, so
-`python SCRIPT.py` runs as one process. Under torchrun (NCCL on CUDA, one GPU per local rank; gloo on the CPU):
+Without torchrun every function here describes a single process and does nothing, so `python SCRIPT.py` runs as one
+process. Under torchrun (NCCL on CUDA, one GPU per local rank; gloo on the CPU):
 - every process builds the same split, student and batch order from the same seeds, reads every global
   batch whole (so that padding is that of one process) and takes a contiguous share of it (`--batch_size`
   stays the global batch), so that each sample counts exactly once;
@@ -18,16 +17,12 @@ import os
 import signal
 import sys
 import threading
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as distributed_autograd
-from torch import nn
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # --amp
 _FAILURE = "one-modality/failure"  # set by a failing process: "<exit code>|<rank>|<message>"
 _POLL_SECONDS = 0.2
 
@@ -46,52 +41,6 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def resolve_device(device: str, gpu_ids: str) -> torch.device:
-    """`--device cuda:N` wins over --gpu_ids; otherwise CUDA means cuda:<first of --gpu_ids>. Under torchrun
-    each process takes the GPU of its local rank."""
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if launched():
-        return torch.device("cuda", local_rank())
-    if device.startswith("cuda:"):
-        return torch.device(device)
-    return torch.device(f"cuda:{int(gpu_ids.split(',')[0])}")
-
-
-# The ResNet students in channels_last memory format on CUDA: off until a GPU shows it faster there
-# (benchmarks/gpu_check.py measures both formats).
-CHANNELS_LAST_ON_CUDA = False
-
-
-def in_memory_format(model: nn.Module, device: torch.device) -> nn.Module:
-    """`model` in the memory format its convolutions run fastest in on `device` (see CHANNELS_LAST_ON_CUDA)."""
-    if CHANNELS_LAST_ON_CUDA and device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return model.to(memory_format=torch.channels_last)
-    return model
-
-
-def compile_seconds() -> float:
-    """Seconds torch.compile has spent compiling in this process: graph capture with the forward code, and the
-    backward code, which it compiles on the first backward pass (torch's own timers)."""
-    if "torch._dynamo.utils" not in sys.modules:  # nothing compiled; importing it would cost seconds
-        return 0.0
-    metrics = sys.modules["torch._dynamo.utils"].compilation_time_metrics
-    return sum(sum(metrics.get(name, [])) for name in ("_compile.compile_inner", "backward._backward_impl"))
-
-
-def on_device(value: Any, device: torch.device) -> Any:
-    """A batch input on `device`, copied without waiting (pinned by the DataLoader on CUDA); host inputs such as
-    the lengths a collate knows (NumPy arrays) stay on the host, where the student reads them."""
-    return value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
-
-
-def autocast(device: torch.device, amp_dtype: torch.dtype | None):
-    """Autocast for `--amp`, a no-op context without it."""
-    if amp_dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype)
-
-
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
@@ -105,15 +54,15 @@ def is_main() -> bool:
     return rank() == 0
 
 
-class Processes:
-    """`with Processes(prog, device):` joins the other processes (if torchrun started several) and leaves
+class ProcessGroup:
+    """`with ProcessGroup(prog, device):` joins the other processes (if torchrun started several) and leaves
     them at the end. A failure inside is announced to the others, which then end with the same code."""
 
     def __init__(self, prog: str, device: torch.device) -> None:
         self.prog, self.device, self.store = prog, device, None
         self.left = threading.Event()  # set when the processes leave together: the watcher stops
 
-    def __enter__(self) -> Processes:
+    def __enter__(self) -> ProcessGroup:
         if not launched():
             return self
         if self.device.type == "cuda":
@@ -225,46 +174,3 @@ def gather_objects(value: Any) -> list[Any]:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
-
-
-class ProcessesBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm over the global batch of all processes, for the CPU (gloo), where torch's SyncBatchNorm
-    does not run. In training the per-channel sums are added up across processes (with gradients), in two
-    passes (the mean, then the squared deviations from it, as precise as a single process's), so the
-    statistics are those of the whole batch."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or world_size() == 1:
-            return super().forward(x)
-        channels = x.shape[1]
-        count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
-        totals = distributed_autograd.all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), count]))
-        n = totals[-1]
-        centred = x - (totals[:channels] / n)[None, :, None, None]
-        var = distributed_autograd.all_reduce((centred * centred).sum(dim=(0, 2, 3))) / n
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            self.running_mean.lerp_(totals[:channels] / n, momentum)
-            self.running_var.lerp_(var * n / (n - 1), momentum)
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        return centred * scale[None, :, None, None] + self.bias[None, :, None, None]
-
-
-def synchronise_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """With several processes, BatchNorm layers that see the global batch: torch's SyncBatchNorm on CUDA,
-    `ProcessesBatchNorm2d` on the CPU. The parameters and buffers are those of the layers replaced."""
-    if world_size() == 1:
-        return model
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    for name, child in model.named_children():
-        if type(child) is nn.BatchNorm2d:
-            replacement = ProcessesBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                               child.track_running_stats)
-            replacement.load_state_dict(child.state_dict())
-            replacement.weight, replacement.bias = child.weight, child.bias
-            setattr(model, name, replacement)
-        else:
-            synchronise_batchnorm(child, device)
-    return model
