@@ -105,7 +105,8 @@ def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
     vectors = "AVX-512" if "avx512f" in info else "AVX2" if "avx2" in info else "no AVX2"
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return (f"{model}, {vectors}, {os.cpu_count()} cores, load average {load}; torch {torch.__version__}, "
+    gpu = f"; {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{model}, {vectors}, {os.cpu_count()} cores, load average {load}{gpu}; torch {torch.__version__}, "
             f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
 
 
