@@ -52,11 +52,12 @@ import torch  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from datasets.avmnist import TRAIN_SHARE  # noqa: E402
+from utils.device import autocast, on_device, resolve_device  # noqa: E402
+from utils.distributed import ProcessGroup, is_main, launched, world_size  # noqa: E402
 from utils.experiment import Batch  # noqa: E402
 from utils.loop import optimizer_step, run_epoch  # noqa: E402
 from utils.precise_bn import recompute_batchnorm_statistics  # noqa: E402
-from utils.processes import Processes, autocast, is_main, launched, on_device, resolve_device, world_size  # noqa: E402
-from utils.trial import Trial, Trials  # noqa: E402
+from utils.trial import Trial, TrialBuilder  # noqa: E402
 
 VARIANTS = {"eager": [], "limit": [], "compiled": ["--compile"], "checkpointing": ["--gradient_checkpointing"],
             "cache": ["--lam", "0.3"], "in_loop": ["--lam", "0.3", "--teacher_cache", "off"], "ddp": [],
@@ -80,7 +81,7 @@ def write_data(work: Path, steps: int) -> tuple[Path, Path]:
 def build_trial(script: ModuleType, argv: list[str]) -> Trial:
     """The first trial of a run of `script` with `argv`, as the run builds it."""
     args = script.parse_args(argv)
-    trials = Trials(script.build_experiment(args), args)
+    trials = TrialBuilder(script.build_experiment(args), args)
     return trials.build(args.random_seed, trials.split_record(args.random_seed))
 
 
@@ -94,10 +95,10 @@ def fixed_batch(trial: Trial) -> Batch:
 
 def limit_steps(trial: Trial, batch: Batch, steps: int) -> None:
     """`steps` training steps on `batch` as `run_epoch` takes them, without the loop around them (lam 0)."""
-    trial.trained.train()
+    trial.step_model.train()
     for _ in range(steps):
         with autocast(trial.device, trial.amp_dtype):
-            logits, feature = trial.trained(**batch.inputs)
+            logits, feature = trial.step_model(**batch.inputs)
         optimizer_step(trial, trial.objective(logits, batch.labels, feature, None).loss)
 
 
@@ -105,12 +106,12 @@ def ddp_copy(trial: Trial, search: bool) -> Trial:
     """`trial` with a copy of its student in DDP, with or without the search for unused parameters, and LayerDrop
     off: a step that skipped a layer fails without the search."""
     student = copy.deepcopy(trial.student)
-    if getattr(student, "skips_layers", False):
+    if student.skips_layers:
         student.wav2vec2.config.layerdrop = 0.0
-    trained = DistributedDataParallel(student, device_ids=[trial.device] if trial.device.type == "cuda" else None,
-                                      broadcast_buffers=False, find_unused_parameters=search)
+    step_model = DistributedDataParallel(student, device_ids=[trial.device] if trial.device.type == "cuda" else None,
+                                         broadcast_buffers=False, find_unused_parameters=search)
     optimizer = type(trial.optimizer)(student.parameters(), **trial.optimizer.defaults)
-    return dataclasses.replace(trial, student=student, trained=trained, optimizer=optimizer)
+    return dataclasses.replace(trial, student=student, step_model=step_model, optimizer=optimizer)
 
 
 def resident(field: str) -> int:
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     device = resolve_device(options.device, "0")
     rows = []
-    with Processes("step_cost.py", device), tempfile.TemporaryDirectory(prefix="step_cost_") as tmp:
+    with ProcessGroup("step_cost.py", device), tempfile.TemporaryDirectory(prefix="step_cost_") as tmp:
         avmnist, iemocap = write_data(Path(tmp), options.steps)
         for amp, name in itertools.product(options.amp, options.only):
             if is_main():
